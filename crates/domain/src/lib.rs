@@ -1,0 +1,67 @@
+//! The antifraud domain: what a card transaction is, when it is valid, what the service remembers
+//! about a customer, and how one transaction is scored.
+//!
+//! This crate does no I/O and depends on no framework, so that other services can reuse it as a
+//! library. Everything outside the process is reached through a port:
+//!
+//! - [`TransactionStore`]: records transactions and aggregates a customer's recent history,
+//!   one unit of work per scoring (see [`store`]);
+//! - [`FraudModel`]: turns [`Features`] into a fraud probability;
+//! - [`Clock`]: the current time and a timer, so the use case can enforce its model budget.
+//!
+//! [`ScoringService`] is the use case that ties them together.
+//!
+//! ```
+//! use antifraud_domain::{TransactionInput, Transaction};
+//! use time::macros::datetime;
+//!
+//! let input = TransactionInput {
+//!     customer_id: Some("cust-42".into()),
+//!     transaction_id: Some("tx-1".into()),
+//!     amount: Some(125.50),
+//!     currency: Some("EUR".into()),
+//!     kind: Some(1),
+//!     merchant_id: Some("merchant-7".into()),
+//!     card_bin: Some("411111".into()),
+//!     ip_address: Some("192.0.2.10".into()),
+//!     device_id: Some("device-9".into()),
+//!     location: Some("Berlin, DE".into()),
+//!     channel: Some("online".into()),
+//!     timestamp: Some("2026-11-25T10:00:00Z".into()),
+//!     ..TransactionInput::default()
+//! };
+//! let tx: Transaction = input.validate(datetime!(2026-11-25 10:01 UTC)).expect("valid");
+//! assert_eq!(tx.customer_id().as_str(), "cust-42");
+//! ```
+
+mod assessment;
+mod clock;
+mod currency;
+mod features;
+mod model;
+mod race;
+mod scoring;
+pub mod store;
+mod transaction;
+mod validation;
+mod window;
+
+pub use assessment::Assessment;
+pub use clock::Clock;
+pub use currency::Currency;
+pub use features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Feature, Features};
+pub use model::{FraudModel, ModelError, ModelIdentity, ModelStatus};
+pub use scoring::{ScoreError, Scored, ScoringPolicy, ScoringPolicyError, ScoringService};
+pub use store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
+pub use transaction::{
+    CardBin, CustomerId, MAX_FUTURE_SKEW, RETENTION, Transaction, TransactionId, TransactionInput,
+};
+pub use validation::{FieldError, ValidationError, Violation};
+pub use window::{Window, WindowStat, WindowStats};
+
+#[cfg(feature = "mock")]
+pub use clock::MockClock;
+#[cfg(feature = "mock")]
+pub use model::MockFraudModel;
+#[cfg(feature = "mock")]
+pub use store::MockTransactionStore;

@@ -1,0 +1,215 @@
+//! The scoring use case: validate, record, ask the model within its budget, save the assessment.
+
+use std::time::{Duration, Instant};
+
+use crate::assessment::Assessment;
+use crate::clock::Clock;
+use crate::features::Features;
+use crate::model::{FraudModel, ModelStatus};
+use crate::race::{Bounded, bounded};
+use crate::store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
+use crate::transaction::TransactionInput;
+use crate::validation::ValidationError;
+
+/// The knobs of the use case.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoringPolicy {
+    model_timeout: Duration,
+    default_score: f64,
+    fraud_threshold: f64,
+}
+
+/// A [`ScoringPolicy`] value is out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScoringPolicyError {
+    /// The model timeout is zero or longer than [`ScoringPolicy::MAX_MODEL_TIMEOUT`].
+    #[error("the model timeout must be between 1 ms and 10 s, got {0:?}")]
+    ModelTimeout(Duration),
+    /// The default score is not within 0..=1.
+    #[error("the default score must be between 0 and 1, got {0}")]
+    DefaultScore(f64),
+    /// The fraud threshold is not within 0..=1.
+    #[error("the fraud threshold must be between 0 and 1, got {0}")]
+    FraudThreshold(f64),
+}
+
+impl ScoringPolicy {
+    /// The longest model budget accepted: beyond it, answers are too late for a payment anyway.
+    pub const MAX_MODEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The service's defaults: 100 ms model budget, default score 0.5, threshold 0.7.
+    ///
+    /// The threshold sits above the default score on purpose: a model outage must not flag every
+    /// transaction as fraud.
+    pub const DEFAULT: ScoringPolicy = ScoringPolicy {
+        model_timeout: Duration::from_millis(100),
+        default_score: 0.5,
+        fraud_threshold: 0.7,
+    };
+
+    /// A policy; every value is checked.
+    pub fn new(
+        model_timeout: Duration,
+        default_score: f64,
+        fraud_threshold: f64,
+    ) -> Result<Self, ScoringPolicyError> {
+        if model_timeout < Duration::from_millis(1) || model_timeout > Self::MAX_MODEL_TIMEOUT {
+            return Err(ScoringPolicyError::ModelTimeout(model_timeout));
+        }
+        if !(0.0..=1.0).contains(&default_score) {
+            return Err(ScoringPolicyError::DefaultScore(default_score));
+        }
+        if !(0.0..=1.0).contains(&fraud_threshold) {
+            return Err(ScoringPolicyError::FraudThreshold(fraud_threshold));
+        }
+        Ok(ScoringPolicy {
+            model_timeout,
+            default_score,
+            fraud_threshold,
+        })
+    }
+
+    /// How long the model may take.
+    pub fn model_timeout(&self) -> Duration {
+        self.model_timeout
+    }
+    /// The score used when the model does not answer in time or fails.
+    pub fn default_score(&self) -> f64 {
+        self.default_score
+    }
+    /// Scores at or above this are fraud.
+    pub fn fraud_threshold(&self) -> f64 {
+        self.fraud_threshold
+    }
+}
+
+impl Default for ScoringPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why a transaction was not scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoreError {
+    /// The input is invalid; nothing was recorded.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The ids were already used for a different transaction; nothing was recorded.
+    #[error("transaction ids already used with a different payload")]
+    Conflict,
+    /// The store failed; the transaction may or may not be recorded, and a retry is safe.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A scored transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The assessment.
+    pub assessment: Assessment,
+    /// `true` when this is the assessment of an earlier request with the same transaction, sent
+    /// back unchanged.
+    pub replayed: bool,
+}
+
+/// The scoring use case, generic over its ports.
+pub struct ScoringService<S, M, C> {
+    store: S,
+    model: M,
+    clock: C,
+    policy: ScoringPolicy,
+}
+
+impl<S, M, C> ScoringService<S, M, C>
+where
+    S: TransactionStore,
+    M: FraudModel,
+    C: Clock,
+{
+    /// Wires the use case to its adapters.
+    pub fn new(store: S, model: M, clock: C, policy: ScoringPolicy) -> Self {
+        ScoringService {
+            store,
+            model,
+            clock,
+            policy,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &ScoringPolicy {
+        &self.policy
+    }
+
+    /// The store, for readiness checks.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The model, for readiness checks.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Scores one transaction: validates it, records it with its statistics, asks the model within
+    /// the budget and saves the assessment. A retry of an assessed transaction returns the saved
+    /// assessment with `replayed` set.
+    ///
+    /// # Errors
+    /// See [`ScoreError`]. A slow or failing model is not an error: the default score is used.
+    pub async fn score(&self, input: TransactionInput) -> Result<Scored, ScoreError> {
+        let started = Instant::now();
+        let tx = input.validate(self.clock.now())?;
+        let fingerprint = Fingerprint::of(&tx);
+        let stats = match self
+            .store
+            .record(&tx, &fingerprint, self.clock.now())
+            .await?
+        {
+            RecordOutcome::Recorded(stats) => stats,
+            RecordOutcome::Replayed(assessment) => {
+                return Ok(Scored {
+                    assessment,
+                    replayed: true,
+                });
+            }
+            RecordOutcome::Conflict => return Err(ScoreError::Conflict),
+        };
+
+        let (score, model_status) = self.predict(&Features::new(&tx, &stats)).await;
+        let assessment = Assessment {
+            customer_id: tx.customer_id().clone(),
+            transaction_id: tx.transaction_id().clone(),
+            score,
+            is_fraud: score >= self.policy.fraud_threshold,
+            stats,
+            model: self.model.identity(),
+            model_status,
+            processing_time_ms: started.elapsed().as_secs_f64() * 1e3,
+            processed_at: self.clock.now(),
+        };
+        Ok(match self.store.commit(&tx, &assessment).await? {
+            CommitOutcome::Saved => Scored {
+                assessment,
+                replayed: false,
+            },
+            CommitOutcome::AlreadySaved(first) => Scored {
+                assessment: first,
+                replayed: true,
+            },
+        })
+    }
+
+    /// The model's probability, or the default score when it is late, fails, panics or answers
+    /// something that is not a probability.
+    async fn predict(&self, features: &Features) -> (f64, ModelStatus) {
+        let timer = self.clock.sleep(self.policy.model_timeout);
+        match bounded(self.model.predict(features), timer).await {
+            Bounded::Done(Ok(p)) if (0.0..=1.0).contains(&p) => (p, ModelStatus::Ok),
+            Bounded::Done(_) | Bounded::Panicked => (self.policy.default_score, ModelStatus::Error),
+            Bounded::TimedOut => (self.policy.default_score, ModelStatus::Timeout),
+        }
+    }
+}

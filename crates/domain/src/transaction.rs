@@ -1,0 +1,397 @@
+//! A card transaction: the raw input as a client sends it, and the validated [`Transaction`].
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::currency::Currency;
+use crate::validation::{Collector, ValidationError, Violation};
+
+/// How long the service remembers a transaction. Older ones stop counting and are deleted.
+pub const RETENTION: Duration = Duration::hours(24);
+
+/// How far in the future a transaction's timestamp may be: clients' clocks drift.
+pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
+
+/// Longest identifier, in characters.
+const MAX_ID_CHARS: usize = 256;
+/// Longest free-text field (location, channel, category, segment), in characters.
+const MAX_TEXT_CHARS: usize = 128;
+/// Most customer segments on one transaction.
+const MAX_SEGMENTS: usize = 32;
+/// Largest accepted amount: far above any card payment, small enough that a day of sums stays
+/// exact to the cent in `f64`.
+const MAX_AMOUNT: f64 = 1e12;
+
+/// A transaction as received, before validation: every field optional, so that validation can
+/// name every missing or invalid field at once.
+///
+/// Field names follow the HTTP API, except `kind`, which the API calls `type`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TransactionInput {
+    /// The paying customer.
+    pub customer_id: Option<String>,
+    /// The payment system's id for this transaction, unique per customer.
+    pub transaction_id: Option<String>,
+    /// Amount in `currency`, not negative.
+    pub amount: Option<f64>,
+    /// ISO 4217 alphabetic code.
+    pub currency: Option<String>,
+    /// Transaction type code, 0..=65535 (the API's `type`).
+    pub kind: Option<i64>,
+    /// The merchant.
+    pub merchant_id: Option<String>,
+    /// The card's issuer identification number: 6 to 8 digits.
+    pub card_bin: Option<String>,
+    /// The payer's IPv4 or IPv6 address.
+    pub ip_address: Option<String>,
+    /// The payer's device.
+    pub device_id: Option<String>,
+    /// Where the payment happened, free text such as `Berlin, DE`.
+    pub location: Option<String>,
+    /// Payment channel, such as `online`, `pos`, `atm`, `mobile`.
+    pub channel: Option<String>,
+    /// When the payment happened, RFC 3339 with an offset.
+    pub timestamp: Option<String>,
+    /// A label, when the client already knows (for training data); not used for scoring.
+    pub is_fraud: Option<bool>,
+    /// The client's own merchant risk, 0..=1.
+    pub merchant_risk_score: Option<f64>,
+    /// The client's own card risk, 0..=1.
+    pub card_risk_score: Option<f64>,
+    /// The client's own customer risk, 0..=1.
+    pub customer_risk_score: Option<f64>,
+    /// The client's velocity rule fired.
+    pub is_velocity_alert: Option<bool>,
+    /// The client's location rule fired.
+    pub is_location_alert: Option<bool>,
+    /// The client's device rule fired.
+    pub is_device_alert: Option<bool>,
+    /// Segments the customer belongs to.
+    pub customer_segments: Option<Vec<String>>,
+    /// Merchant category, free text.
+    pub transaction_category: Option<String>,
+    /// The client considers the amount high for this customer.
+    pub is_high_value: Option<bool>,
+}
+
+/// A customer's identifier: 1 to 256 characters, no control characters. Any other character,
+/// braces, colons and spaces included, is part of the id as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CustomerId(String);
+
+/// A transaction's identifier, unique per customer; same rules as [`CustomerId`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TransactionId(String);
+
+macro_rules! identifier {
+    ($name:ident) => {
+        impl $name {
+            /// Validates an identifier.
+            pub fn parse(id: impl Into<String>) -> Result<Self, Violation> {
+                let id = id.into();
+                check_text(&id, MAX_ID_CHARS)?;
+                Ok(Self(id))
+            }
+
+            /// The identifier as sent.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+identifier!(CustomerId);
+identifier!(TransactionId);
+
+/// A card's issuer identification number (BIN/IIN): 6 to 8 ASCII digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CardBin(String);
+
+impl CardBin {
+    /// Validates a BIN.
+    pub fn parse(bin: impl Into<String>) -> Result<Self, Violation> {
+        let bin = bin.into();
+        if (6..=8).contains(&bin.len()) && bin.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(CardBin(bin))
+        } else {
+            Err(Violation::Format("6 to 8 digits"))
+        }
+    }
+
+    /// The digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A validated card transaction.
+///
+/// The only way to get one is [`TransactionInput::validate`], so every value here is known to be
+/// within its documented bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transaction {
+    customer_id: CustomerId,
+    transaction_id: TransactionId,
+    amount: f64,
+    currency: Currency,
+    kind: u16,
+    merchant_id: String,
+    card_bin: CardBin,
+    ip_address: IpAddr,
+    device_id: String,
+    location: String,
+    channel: String,
+    timestamp: OffsetDateTime,
+    is_fraud: Option<bool>,
+    merchant_risk_score: Option<f64>,
+    card_risk_score: Option<f64>,
+    customer_risk_score: Option<f64>,
+    is_velocity_alert: bool,
+    is_location_alert: bool,
+    is_device_alert: bool,
+    customer_segments: Vec<String>,
+    transaction_category: Option<String>,
+    is_high_value: bool,
+}
+
+impl TransactionInput {
+    /// Validates every field, `now` being the time of reception: the timestamp must lie within
+    /// ([`RETENTION`] before `now`, [`MAX_FUTURE_SKEW`] after `now`].
+    ///
+    /// Absent optional booleans count as `false`. `-0.0` amounts are read as `0`.
+    pub fn validate(self, now: OffsetDateTime) -> Result<Transaction, ValidationError> {
+        let mut c = Collector::default();
+        let customer_id = c.require("customer_id", self.customer_id, CustomerId::parse);
+        let transaction_id = c.require("transaction_id", self.transaction_id, TransactionId::parse);
+        let amount = c.require("amount", self.amount, parse_amount);
+        let currency = c.require("currency", self.currency, |s| Currency::parse(&s));
+        let kind = c.require("type", self.kind, |k| {
+            u16::try_from(k).map_err(|_| Violation::OutOfRange {
+                min: 0.0,
+                max: f64::from(u16::MAX),
+            })
+        });
+        let merchant_id = c.require("merchant_id", self.merchant_id, |s| {
+            id_text(s, MAX_ID_CHARS)
+        });
+        let card_bin = c.require("card_bin", self.card_bin, CardBin::parse);
+        let ip_address = c.require("ip_address", self.ip_address, |s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| Violation::Format("an IPv4 or IPv6 address"))
+        });
+        let device_id = c.require("device_id", self.device_id, |s| id_text(s, MAX_ID_CHARS));
+        let location = c.require("location", self.location, |s| id_text(s, MAX_TEXT_CHARS));
+        let channel = c.require("channel", self.channel, |s| id_text(s, MAX_TEXT_CHARS));
+        let timestamp = c.require("timestamp", self.timestamp, |s| parse_timestamp(&s, now));
+        let merchant_risk_score = c.optional("merchant_risk_score", self.merchant_risk_score, risk);
+        let card_risk_score = c.optional("card_risk_score", self.card_risk_score, risk);
+        let customer_risk_score = c.optional("customer_risk_score", self.customer_risk_score, risk);
+        let customer_segments = self.customer_segments.unwrap_or_default();
+        if customer_segments.len() > MAX_SEGMENTS {
+            c.check::<()>(
+                "customer_segments",
+                Err(Violation::TooMany { max: MAX_SEGMENTS }),
+            );
+        } else {
+            for (i, segment) in customer_segments.iter().enumerate() {
+                c.check(
+                    &format!("customer_segments[{i}]"),
+                    check_text(segment, MAX_TEXT_CHARS),
+                );
+            }
+        }
+        let transaction_category =
+            c.optional("transaction_category", self.transaction_category, |s| {
+                id_text(s, MAX_TEXT_CHARS)
+            });
+        c.finish()?;
+
+        // Every `None` above was recorded as a field error, so `finish` returned early.
+        let invariant = "validated above";
+        Ok(Transaction {
+            customer_id: customer_id.expect(invariant),
+            transaction_id: transaction_id.expect(invariant),
+            amount: amount.expect(invariant),
+            currency: currency.expect(invariant),
+            kind: kind.expect(invariant),
+            merchant_id: merchant_id.expect(invariant),
+            card_bin: card_bin.expect(invariant),
+            ip_address: ip_address.expect(invariant),
+            device_id: device_id.expect(invariant),
+            location: location.expect(invariant),
+            channel: channel.expect(invariant),
+            timestamp: timestamp.expect(invariant),
+            is_fraud: self.is_fraud,
+            merchant_risk_score: merchant_risk_score.expect(invariant),
+            card_risk_score: card_risk_score.expect(invariant),
+            customer_risk_score: customer_risk_score.expect(invariant),
+            is_velocity_alert: self.is_velocity_alert.unwrap_or(false),
+            is_location_alert: self.is_location_alert.unwrap_or(false),
+            is_device_alert: self.is_device_alert.unwrap_or(false),
+            customer_segments,
+            transaction_category: transaction_category.expect(invariant),
+            is_high_value: self.is_high_value.unwrap_or(false),
+        })
+    }
+}
+
+/// Non-empty, bounded, printable text.
+fn check_text(text: &str, max_chars: usize) -> Result<(), Violation> {
+    if text.trim().is_empty() {
+        Err(Violation::Empty)
+    } else if text.chars().count() > max_chars {
+        Err(Violation::TooLong { max: max_chars })
+    } else if text.chars().any(char::is_control) {
+        Err(Violation::ControlCharacter)
+    } else {
+        Ok(())
+    }
+}
+
+fn id_text(text: String, max_chars: usize) -> Result<String, Violation> {
+    check_text(&text, max_chars).map(|()| text)
+}
+
+fn parse_amount(amount: f64) -> Result<f64, Violation> {
+    if !amount.is_finite() {
+        Err(Violation::NotFinite)
+    } else if !(0.0..=MAX_AMOUNT).contains(&amount) {
+        Err(Violation::OutOfRange {
+            min: 0.0,
+            max: MAX_AMOUNT,
+        })
+    } else {
+        // `-0.0` lies in the range; adding zero turns it into `+0.0` so it fingerprints as `0`.
+        Ok(amount + 0.0)
+    }
+}
+
+fn risk(score: f64) -> Result<f64, Violation> {
+    if !score.is_finite() {
+        Err(Violation::NotFinite)
+    } else if (0.0..=1.0).contains(&score) {
+        Ok(score + 0.0)
+    } else {
+        Err(Violation::OutOfRange { min: 0.0, max: 1.0 })
+    }
+}
+
+fn parse_timestamp(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Violation> {
+    let at = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| Violation::Format("an RFC 3339 date-time, such as 2026-11-25T10:00:00Z"))?;
+    // Microseconds are kept: exact in every store (a Redis score is an f64), finer than any
+    // payment system's clock.
+    let at = at
+        .replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .expect("a truncated nanosecond is a valid nanosecond");
+    if at <= now - RETENTION {
+        Err(Violation::TooOld)
+    } else if at > now + MAX_FUTURE_SKEW {
+        Err(Violation::InFuture)
+    } else {
+        Ok(at)
+    }
+}
+
+impl Transaction {
+    /// The paying customer.
+    pub fn customer_id(&self) -> &CustomerId {
+        &self.customer_id
+    }
+    /// The transaction's id, unique per customer.
+    pub fn transaction_id(&self) -> &TransactionId {
+        &self.transaction_id
+    }
+    /// Amount in [`Transaction::currency`], `0..=1e12`.
+    pub fn amount(&self) -> f64 {
+        self.amount
+    }
+    /// The amount's currency.
+    pub fn currency(&self) -> Currency {
+        self.currency
+    }
+    /// Transaction type code (the API's `type`).
+    pub fn kind(&self) -> u16 {
+        self.kind
+    }
+    /// The merchant.
+    pub fn merchant_id(&self) -> &str {
+        &self.merchant_id
+    }
+    /// The card's BIN.
+    pub fn card_bin(&self) -> &CardBin {
+        &self.card_bin
+    }
+    /// The payer's IP address.
+    pub fn ip_address(&self) -> IpAddr {
+        self.ip_address
+    }
+    /// The payer's device.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+    /// Where the payment happened.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+    /// Payment channel.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+    /// When the payment happened (event time), with the client's offset, to the microsecond.
+    pub fn timestamp(&self) -> OffsetDateTime {
+        self.timestamp
+    }
+    /// The client's label, if any.
+    pub fn is_fraud(&self) -> Option<bool> {
+        self.is_fraud
+    }
+    /// The client's merchant risk, 0..=1.
+    pub fn merchant_risk_score(&self) -> Option<f64> {
+        self.merchant_risk_score
+    }
+    /// The client's card risk, 0..=1.
+    pub fn card_risk_score(&self) -> Option<f64> {
+        self.card_risk_score
+    }
+    /// The client's customer risk, 0..=1.
+    pub fn customer_risk_score(&self) -> Option<f64> {
+        self.customer_risk_score
+    }
+    /// The client's velocity rule fired.
+    pub fn is_velocity_alert(&self) -> bool {
+        self.is_velocity_alert
+    }
+    /// The client's location rule fired.
+    pub fn is_location_alert(&self) -> bool {
+        self.is_location_alert
+    }
+    /// The client's device rule fired.
+    pub fn is_device_alert(&self) -> bool {
+        self.is_device_alert
+    }
+    /// Segments the customer belongs to.
+    pub fn customer_segments(&self) -> &[String] {
+        &self.customer_segments
+    }
+    /// Merchant category.
+    pub fn transaction_category(&self) -> Option<&str> {
+        self.transaction_category.as_deref()
+    }
+    /// The client considers the amount high.
+    pub fn is_high_value(&self) -> bool {
+        self.is_high_value
+    }
+}

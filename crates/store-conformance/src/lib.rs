@@ -1,0 +1,367 @@
+//! The conformance suite of the [`TransactionStore`] port: every adapter runs these same cases
+//! against a real instance of its store, through [`store_conformance_tests!`].
+//!
+//! Each case uses customers of its own, so the cases may share one store and run concurrently.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use antifraud_domain::{
+    Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, RecordOutcome, Transaction,
+    TransactionInput, TransactionStore, Window, WindowStat, WindowStats,
+};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+
+/// Expands to one `#[tokio::test]` per conformance case. `$store` is an expression that evaluates
+/// to a future of an `Arc` of the store under test; it is evaluated once per case. The calling
+/// crate needs `tokio` with the `macros` and `rt-multi-thread` features as a dev-dependency.
+///
+/// ```ignore
+/// antifraud_store_conformance::store_conformance_tests!(async { Arc::new(MemoryStore::new()) });
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($store:expr) => {
+        $crate::store_conformance_tests!(@cases $store;
+            windows_count_and_average_each_window,
+            window_bounds_are_open_at_the_start_and_closed_at_the_end,
+            later_transactions_do_not_count_for_earlier_ones,
+            retry_after_commit_replays_the_saved_assessment,
+            retry_before_commit_counts_once_and_first_commit_wins,
+            same_ids_with_another_payload_conflict_and_are_not_recorded,
+            transaction_ids_are_scoped_by_customer,
+            customer_ids_are_taken_literally,
+            concurrent_transactions_of_one_customer_get_exact_counts,
+            transactions_older_than_the_retention_are_deleted,
+            check_succeeds_on_a_healthy_store,
+        );
+    };
+    (@cases $store:expr; $($case:ident,)*) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $store.await;
+                $crate::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// A fixed reference time for the cases: every timestamp is relative to it.
+fn t0() -> OffsetDateTime {
+    time::macros::datetime!(2026-11-25 12:00 UTC)
+}
+
+/// A customer id no other case or run uses, so cases can share a store.
+pub fn unique_customer(case: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let run = OffsetDateTime::now_utc().unix_timestamp_nanos();
+    format!(
+        "conformance:{case}:{run}:{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A valid transaction of `customer` at `at`, as the scoring use case would record it.
+pub fn transaction(customer: &str, id: &str, amount: f64, at: OffsetDateTime) -> Transaction {
+    TransactionInput {
+        customer_id: Some(customer.into()),
+        transaction_id: Some(id.into()),
+        amount: Some(amount),
+        currency: Some("EUR".into()),
+        kind: Some(1),
+        merchant_id: Some("merchant-1".into()),
+        card_bin: Some("411111".into()),
+        ip_address: Some("192.0.2.1".into()),
+        device_id: Some("device-1".into()),
+        location: Some("Berlin, DE".into()),
+        channel: Some("online".into()),
+        timestamp: Some(at.format(&Rfc3339).expect("a datetime formats as RFC 3339")),
+        ..TransactionInput::default()
+    }
+    .validate(at)
+    .expect("the conformance transactions are valid")
+}
+
+/// An assessment of `tx` with the given score, as the use case would commit it.
+pub fn assessment(tx: &Transaction, stats: WindowStats, score: f64) -> Assessment {
+    Assessment {
+        customer_id: tx.customer_id().clone(),
+        transaction_id: tx.transaction_id().clone(),
+        score,
+        is_fraud: score >= 0.7,
+        stats,
+        model: ModelIdentity {
+            name: "conformance".into(),
+            version: "1".into(),
+        },
+        model_status: ModelStatus::Ok,
+        processing_time_ms: 1.25,
+        processed_at: tx.timestamp(),
+    }
+}
+
+/// Records `tx` received at its own time and expects it to be recorded.
+async fn record_new(store: &impl TransactionStore, tx: &Transaction) -> WindowStats {
+    match record(store, tx).await {
+        RecordOutcome::Recorded(stats) => stats,
+        other => panic!(
+            "expected {} to be recorded, got {other:?}",
+            tx.transaction_id()
+        ),
+    }
+}
+
+async fn record(store: &impl TransactionStore, tx: &Transaction) -> RecordOutcome {
+    store
+        .record(tx, &Fingerprint::of(tx), tx.timestamp())
+        .await
+        .expect("the store answers")
+}
+
+fn counts(stats: &WindowStats) -> [u64; 4] {
+    Window::ALL.map(|w| stats.get(w).count)
+}
+
+/// Each window counts and averages the transactions in its range.
+pub async fn windows_count_and_average_each_window(store: Arc<impl TransactionStore>) {
+    let c = unique_customer("windows");
+    let hours = |h: i64| t0() - Duration::hours(h);
+    for (id, amount, at) in [
+        ("a", 10.0, hours(23)),
+        ("b", 20.0, hours(11)),
+        ("c", 30.0, hours(5)),
+        ("d", 40.0, hours(2)),
+    ] {
+        record_new(&*store, &transaction(&c, id, amount, at)).await;
+    }
+    let stats = record_new(&*store, &transaction(&c, "e", 50.0, t0())).await;
+    assert_eq!(
+        stats.get(Window::Hours3),
+        WindowStat {
+            count: 2,
+            sum: 90.0
+        }
+    );
+    assert_eq!(
+        stats.get(Window::Hours6),
+        WindowStat {
+            count: 3,
+            sum: 120.0
+        }
+    );
+    assert_eq!(
+        stats.get(Window::Hours12),
+        WindowStat {
+            count: 4,
+            sum: 140.0
+        }
+    );
+    assert_eq!(
+        stats.get(Window::Hours24),
+        WindowStat {
+            count: 5,
+            sum: 150.0
+        }
+    );
+    assert_eq!(stats.get(Window::Hours24).average(), 30.0);
+}
+
+/// `(t − W, t]`: a transaction exactly `W` before is out, one a microsecond later is in.
+pub async fn window_bounds_are_open_at_the_start_and_closed_at_the_end(
+    store: Arc<impl TransactionStore>,
+) {
+    let c = unique_customer("bounds");
+    let us = Duration::microseconds(1);
+    for (id, at) in [
+        ("out-3h", t0() - Duration::hours(3)),
+        ("in-3h", t0() - Duration::hours(3) + us),
+        ("out-6h", t0() - Duration::hours(6)),
+        ("in-6h", t0() - Duration::hours(6) + us),
+        ("out-12h", t0() - Duration::hours(12)),
+        ("in-12h", t0() - Duration::hours(12) + us),
+        ("in-24h", t0() - Duration::hours(24) + us),
+    ] {
+        record_new(&*store, &transaction(&c, id, 1.0, at)).await;
+    }
+    let stats = record_new(&*store, &transaction(&c, "now", 1.0, t0())).await;
+    assert_eq!(counts(&stats), [2, 4, 6, 8]);
+}
+
+/// Event time, not arrival order: a transaction does not count ones timestamped after it.
+pub async fn later_transactions_do_not_count_for_earlier_ones(store: Arc<impl TransactionStore>) {
+    let c = unique_customer("order");
+    record_new(&*store, &transaction(&c, "late", 100.0, t0())).await;
+    let earlier = record_new(
+        &*store,
+        &transaction(&c, "early", 10.0, t0() - Duration::hours(1)),
+    )
+    .await;
+    assert_eq!(counts(&earlier), [1, 1, 1, 1]);
+    assert_eq!(earlier.get(Window::Hours24).sum, 10.0);
+    let after = record_new(
+        &*store,
+        &transaction(&c, "after", 1.0, t0() + Duration::minutes(1)),
+    )
+    .await;
+    assert_eq!(counts(&after), [3, 3, 3, 3]);
+    assert_eq!(after.get(Window::Hours24).sum, 111.0);
+}
+
+/// A retry after the commit gets the saved assessment and counts nothing.
+pub async fn retry_after_commit_replays_the_saved_assessment(store: Arc<impl TransactionStore>) {
+    let c = unique_customer("replay");
+    let tx = transaction(&c, "tx", 42.0, t0());
+    let stats = record_new(&*store, &tx).await;
+    let saved = assessment(&tx, stats, 0.25);
+    assert_eq!(
+        store.commit(&tx, &saved).await.expect("commit"),
+        CommitOutcome::Saved
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            record(&*store, &tx).await,
+            RecordOutcome::Replayed(saved.clone())
+        );
+    }
+    let next = record_new(&*store, &transaction(&c, "next", 1.0, t0())).await;
+    assert_eq!(counts(&next), [2, 2, 2, 2]);
+}
+
+/// A retry before any commit (a crash between the steps, or a duplicate in flight) is not
+/// counted again, and the first assessment committed is the one that stands.
+pub async fn retry_before_commit_counts_once_and_first_commit_wins(
+    store: Arc<impl TransactionStore>,
+) {
+    let c = unique_customer("resume");
+    let tx = transaction(&c, "tx", 42.0, t0());
+    let first = record_new(&*store, &tx).await;
+    let again = record_new(&*store, &tx).await;
+    assert_eq!(first, again);
+    assert_eq!(counts(&again), [1, 1, 1, 1]);
+    let winner = assessment(&tx, first, 0.1);
+    let loser = assessment(&tx, again, 0.9);
+    assert_eq!(
+        store.commit(&tx, &winner).await.expect("commit"),
+        CommitOutcome::Saved
+    );
+    assert_eq!(
+        store.commit(&tx, &loser).await.expect("commit"),
+        CommitOutcome::AlreadySaved(winner.clone())
+    );
+    assert_eq!(record(&*store, &tx).await, RecordOutcome::Replayed(winner));
+}
+
+/// Reusing ids for a different transaction is refused, before or after the commit, and the
+/// refused transaction is not counted.
+pub async fn same_ids_with_another_payload_conflict_and_are_not_recorded(
+    store: Arc<impl TransactionStore>,
+) {
+    let c = unique_customer("conflict");
+    let tx = transaction(&c, "tx", 42.0, t0());
+    let stats = record_new(&*store, &tx).await;
+    let other_amount = transaction(&c, "tx", 43.0, t0());
+    assert_eq!(
+        record(&*store, &other_amount).await,
+        RecordOutcome::Conflict
+    );
+    store
+        .commit(&tx, &assessment(&tx, stats, 0.5))
+        .await
+        .expect("commit");
+    let other_time = transaction(&c, "tx", 42.0, t0() - Duration::seconds(1));
+    assert_eq!(record(&*store, &other_time).await, RecordOutcome::Conflict);
+    let next = record_new(&*store, &transaction(&c, "next", 1.0, t0())).await;
+    assert_eq!(counts(&next), [2, 2, 2, 2]);
+    assert_eq!(next.get(Window::Hours24).sum, 43.0);
+}
+
+/// Two customers may use the same transaction id: neither sees the other.
+pub async fn transaction_ids_are_scoped_by_customer(store: Arc<impl TransactionStore>) {
+    let a = unique_customer("scope-a");
+    let b = unique_customer("scope-b");
+    record_new(&*store, &transaction(&a, "shared", 10.0, t0())).await;
+    let stats_b = record_new(&*store, &transaction(&b, "shared", 99.0, t0())).await;
+    assert_eq!(counts(&stats_b), [1, 1, 1, 1]);
+    assert_eq!(stats_b.get(Window::Hours24).sum, 99.0);
+}
+
+/// Ids with braces, colons, spaces, unicode or great length are ids like any other, and ids that
+/// differ in any character are different customers.
+pub async fn customer_ids_are_taken_literally(store: Arc<impl TransactionStore>) {
+    let base = unique_customer("literal");
+    let long = format!("{base}{}", "x".repeat(200));
+    let variants = [
+        format!("{base}{{tag}}"),
+        format!("{base}:{{tag}}"),
+        format!("{base} "),
+        format!("{base}:é✓"),
+        format!("{base}:É✓"),
+        long,
+        base.clone(),
+    ];
+    for (i, customer) in variants.iter().enumerate() {
+        let stats = record_new(&*store, &transaction(customer, "tx", i as f64, t0())).await;
+        assert_eq!(counts(&stats), [1, 1, 1, 1], "customer {customer:?}");
+        assert_eq!(
+            stats.get(Window::Hours24).sum,
+            i as f64,
+            "customer {customer:?}"
+        );
+    }
+}
+
+/// Concurrent transactions of one new customer at one timestamp see counts exactly `1..=N`.
+pub async fn concurrent_transactions_of_one_customer_get_exact_counts(
+    store: Arc<impl TransactionStore + 'static>,
+) {
+    const N: u64 = 64;
+    let c = unique_customer("concurrent");
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            let tx = transaction(&c, &format!("tx-{i}"), 1.0, t0());
+            tokio::spawn(async move { record_new(&*store, &tx).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        let stats = task.await.expect("the task does not panic");
+        let day = stats.get(Window::Hours24);
+        assert_eq!(day.sum, day.count as f64, "sums move with counts");
+        seen.push(day.count);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+}
+
+/// Once a transaction is older than the retention, it is gone: even a window that would still
+/// reach it does not count it.
+pub async fn transactions_older_than_the_retention_are_deleted(store: Arc<impl TransactionStore>) {
+    let c = unique_customer("retention");
+    let old = transaction(&c, "old", 500.0, t0() - Duration::hours(23));
+    record_new(&*store, &old).await;
+    // One second after `old` expires. `earlier`'s window, (t0 − 46 h, t0 − 22 h], reaches back
+    // over `old`; only deletion keeps `old` out of it.
+    let now = t0() + Duration::hours(1) + Duration::seconds(1);
+    let earlier = transaction(&c, "earlier", 5.0, t0() - Duration::hours(22));
+    match store
+        .record(&earlier, &Fingerprint::of(&earlier), now)
+        .await
+        .expect("the store answers")
+    {
+        RecordOutcome::Recorded(stats) => {
+            assert_eq!(counts(&stats), [1, 1, 1, 1]);
+            assert_eq!(stats.get(Window::Hours24).sum, 5.0);
+        }
+        other => panic!("expected a new record, got {other:?}"),
+    }
+}
+
+/// A healthy store says so.
+pub async fn check_succeeds_on_a_healthy_store(store: Arc<impl TransactionStore>) {
+    store
+        .check()
+        .await
+        .expect("a healthy store passes its check");
+}

@@ -1,0 +1,178 @@
+//! The embedded in-memory [`TransactionStore`]: the zero-setup default.
+//!
+//! Customers are spread over shards, each a mutex around a map of ledgers, so that customers on
+//! different shards never wait for each other. Each operation holds one shard's lock for its
+//! whole length and never across an `.await`, which is what makes `record` atomic per customer.
+//!
+//! Data lives as long as the process: a restart forgets everything. Use the Redis store when
+//! history must survive restarts or be shared between instances.
+
+use std::collections::BTreeMap;
+use std::collections::hash_map::{Entry, HashMap, RandomState};
+use std::hash::BuildHasher;
+use std::ops::Bound;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use antifraud_domain::{
+    Assessment, CommitOutcome, CustomerId, Fingerprint, RETENTION, RecordOutcome, StoreError,
+    Transaction, TransactionId, TransactionStore, WindowStats,
+};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// More shards than cores by far, so contention between customers is rare.
+const SHARDS: usize = 64;
+
+/// The in-memory store. Share it behind an `Arc`.
+pub struct MemoryStore {
+    shards: Box<[Mutex<HashMap<CustomerId, Ledger>>]>,
+    hasher: RandomState,
+}
+
+/// One customer's retained history.
+#[derive(Default)]
+struct Ledger {
+    /// Amounts by (timestamp, arrival sequence): ordered by event time, so a window is a range.
+    events: BTreeMap<(OffsetDateTime, u64), f64>,
+    /// Every retained transaction by id, for idempotency.
+    transactions: HashMap<TransactionId, Recorded>,
+    next_sequence: u64,
+}
+
+struct Recorded {
+    fingerprint: Fingerprint,
+    timestamp: OffsetDateTime,
+    assessment: Option<Assessment>,
+}
+
+impl Ledger {
+    /// Forgets what is older than the retention at `now`.
+    fn prune(&mut self, now: OffsetDateTime) {
+        let horizon = now - RETENTION;
+        // Keys at or before the horizon go; `split_off` keeps everything after it.
+        self.events = self.events.split_off(&(horizon, u64::MAX));
+        self.transactions.retain(|_, tx| tx.timestamp > horizon);
+    }
+
+    /// Statistics at `at` over the retained events.
+    fn stats_at(&self, at: OffsetDateTime) -> WindowStats {
+        let range = (
+            Bound::Excluded((at - RETENTION, u64::MAX)),
+            Bound::Included((at, u64::MAX)),
+        );
+        WindowStats::aggregate(at, self.events.range(range).map(|(&(t, _), &a)| (t, a)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.transactions.is_empty()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn shard(&self, customer: &CustomerId) -> MutexGuard<'_, HashMap<CustomerId, Ledger>> {
+        let index = (self.hasher.hash_one(customer) % SHARDS as u64) as usize;
+        // A poisoned lock means a panic while it was held. No code under these locks panics
+        // between two writes that must go together, so the data is consistent: keep serving.
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Deletes everything older than the retention at `now`, idle customers included. `record`
+    /// prunes the customer it touches; call this periodically for the others.
+    pub fn purge_expired(&self, now: OffsetDateTime) {
+        for shard in &self.shards {
+            let mut ledgers = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            ledgers.retain(|_, ledger| {
+                ledger.prune(now);
+                !ledger.is_empty()
+            });
+        }
+    }
+
+    /// How many customers have retained history.
+    pub fn customer_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+}
+
+#[async_trait]
+impl TransactionStore for MemoryStore {
+    async fn record(
+        &self,
+        tx: &Transaction,
+        fingerprint: &Fingerprint,
+        now: OffsetDateTime,
+    ) -> Result<RecordOutcome, StoreError> {
+        let mut ledgers = self.shard(tx.customer_id());
+        let ledger = ledgers.entry(tx.customer_id().clone()).or_default();
+        ledger.prune(now);
+        let at = tx.timestamp();
+        match ledger.transactions.entry(tx.transaction_id().clone()) {
+            Entry::Occupied(seen) => {
+                let seen = seen.get();
+                if seen.fingerprint != *fingerprint {
+                    return Ok(RecordOutcome::Conflict);
+                }
+                if let Some(assessment) = &seen.assessment {
+                    return Ok(RecordOutcome::Replayed(assessment.clone()));
+                }
+                // Recorded before but never assessed: count it once, as it already is.
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(Recorded {
+                    fingerprint: *fingerprint,
+                    timestamp: at,
+                    assessment: None,
+                });
+                ledger
+                    .events
+                    .insert((at, ledger.next_sequence), tx.amount());
+                ledger.next_sequence += 1;
+            }
+        }
+        Ok(RecordOutcome::Recorded(ledger.stats_at(at)))
+    }
+
+    async fn commit(
+        &self,
+        tx: &Transaction,
+        assessment: &Assessment,
+    ) -> Result<CommitOutcome, StoreError> {
+        let mut ledgers = self.shard(tx.customer_id());
+        let recorded = ledgers
+            .get_mut(tx.customer_id())
+            .and_then(|ledger| ledger.transactions.get_mut(tx.transaction_id()))
+            .ok_or_else(|| {
+                StoreError::Internal("commit of a transaction that is not recorded".into())
+            })?;
+        Ok(match &recorded.assessment {
+            Some(first) => CommitOutcome::AlreadySaved(first.clone()),
+            None => {
+                recorded.assessment = Some(assessment.clone());
+                CommitOutcome::Saved
+            }
+        })
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
