@@ -206,7 +206,10 @@ where
     /// something that is not a probability.
     async fn predict(&self, features: &Features) -> (f64, ModelStatus) {
         let timer = self.clock.sleep(self.policy.model_timeout);
-        match bounded(self.model.predict(features), timer).await {
+        // The call itself happens inside the bounded future, so a model that panics before it
+        // returns a future is contained too.
+        let prediction = async { self.model.predict(features).await };
+        match bounded(prediction, timer).await {
             Bounded::Done(Ok(p)) if (0.0..=1.0).contains(&p) => (p, ModelStatus::Ok),
             Bounded::Done(_) | Bounded::Panicked => (self.policy.default_score, ModelStatus::Error),
             Bounded::TimedOut => (self.policy.default_score, ModelStatus::Timeout),

@@ -1,0 +1,298 @@
+//! The scoring use case against mockall doubles of its ports.
+
+use std::time::Duration;
+
+use antifraud_domain::{
+    Assessment, CommitOutcome, Features, FraudModel, MockClock, MockFraudModel,
+    MockTransactionStore, ModelError, ModelIdentity, ModelStatus, RecordOutcome, ScoreError,
+    ScoringPolicy, ScoringService, StoreError, TransactionInput, Window, WindowStat, WindowStats,
+};
+use async_trait::async_trait;
+use futures_executor::block_on;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+fn input() -> TransactionInput {
+    TransactionInput {
+        customer_id: Some("cust-1".into()),
+        transaction_id: Some("tx-1".into()),
+        amount: Some(120.0),
+        currency: Some("EUR".into()),
+        kind: Some(1),
+        merchant_id: Some("m-1".into()),
+        card_bin: Some("411111".into()),
+        ip_address: Some("192.0.2.1".into()),
+        device_id: Some("d-1".into()),
+        location: Some("Berlin, DE".into()),
+        channel: Some("online".into()),
+        timestamp: Some("2026-11-25T11:59:00Z".into()),
+        ..TransactionInput::default()
+    }
+}
+
+fn stats() -> WindowStats {
+    WindowStats::from_windows([
+        WindowStat { count: 1, sum: 120.0 },
+        WindowStat { count: 2, sum: 220.0 },
+        WindowStat { count: 3, sum: 320.0 },
+        WindowStat { count: 4, sum: 420.0 },
+    ])
+}
+
+fn identity() -> ModelIdentity {
+    ModelIdentity {
+        name: "test-model".into(),
+        version: "7".into(),
+    }
+}
+
+/// A clock fixed at `NOW` whose timer fires at once: the model must already have answered.
+fn clock() -> MockClock {
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    clock.expect_sleep().return_const(());
+    clock
+}
+
+/// A store that records the transaction with `stats()` and saves whatever is committed.
+fn recording_store() -> MockTransactionStore {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .times(1)
+        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
+    store
+        .expect_commit()
+        .times(1)
+        .returning(|_, _| Ok(CommitOutcome::Saved));
+    store
+}
+
+fn model_answering(answer: fn() -> Result<f64, ModelError>) -> MockFraudModel {
+    let mut model = MockFraudModel::new();
+    model.expect_identity().returning(identity);
+    model.expect_predict().times(1).returning(move |_| answer());
+    model
+}
+
+fn service<M: FraudModel>(
+    store: MockTransactionStore,
+    model: M,
+) -> ScoringService<MockTransactionStore, M, MockClock> {
+    ScoringService::new(store, model, clock(), ScoringPolicy::DEFAULT)
+}
+
+#[test]
+fn scores_with_the_model_and_commits_the_assessment() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .withf(|tx, _, now| tx.transaction_id().as_str() == "tx-1" && *now == NOW)
+        .times(1)
+        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
+    store
+        .expect_commit()
+        .withf(|_, a: &Assessment| a.score == 0.9 && a.is_fraud && a.stats == stats())
+        .times(1)
+        .returning(|_, _| Ok(CommitOutcome::Saved));
+    let mut model = MockFraudModel::new();
+    model.expect_identity().returning(identity);
+    model
+        .expect_predict()
+        .withf(|f: &Features| f.get(antifraud_domain::Feature::Count24h) == 4.0)
+        .times(1)
+        .returning(|_| Ok(0.9));
+
+    let scored = block_on(service(store, model).score(input())).expect("scored");
+
+    assert!(!scored.replayed);
+    let a = scored.assessment;
+    assert_eq!(a.customer_id.as_str(), "cust-1");
+    assert_eq!(a.transaction_id.as_str(), "tx-1");
+    assert_eq!((a.score, a.is_fraud, a.model_status), (0.9, true, ModelStatus::Ok));
+    assert_eq!(a.model, identity());
+    assert_eq!(a.stats.get(Window::Hours24).count, 4);
+    assert_eq!(a.processed_at, NOW);
+    assert!(a.processing_time_ms >= 0.0);
+}
+
+#[test]
+fn a_score_at_the_threshold_is_fraud_and_below_it_is_not() {
+    let threshold = ScoringPolicy::DEFAULT.fraud_threshold();
+    for (score, fraud) in [(threshold, true), (threshold - 1e-9, false)] {
+        let mut model = MockFraudModel::new();
+        model.expect_identity().returning(identity);
+        model.expect_predict().returning(move |_| Ok(score));
+        let scored = block_on(service(recording_store(), model).score(input())).expect("scored");
+        assert_eq!(scored.assessment.is_fraud, fraud, "score {score}");
+    }
+}
+
+/// A model that never answers.
+struct SilentModel;
+
+#[async_trait]
+impl FraudModel for SilentModel {
+    fn identity(&self) -> ModelIdentity {
+        identity()
+    }
+    async fn predict(&self, _: &Features) -> Result<f64, ModelError> {
+        std::future::pending().await
+    }
+    async fn check(&self) -> Result<(), ModelError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_model_that_misses_its_budget_gets_the_default_score() {
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    clock
+        .expect_sleep()
+        .withf(|d| *d == Duration::from_millis(100))
+        .times(1)
+        .return_const(());
+    let policy = ScoringPolicy::new(Duration::from_millis(100), 0.42, 0.4).expect("valid");
+    let service = ScoringService::new(recording_store(), SilentModel, clock, policy);
+
+    let a = block_on(service.score(input())).expect("scored").assessment;
+
+    assert_eq!(a.model_status, ModelStatus::Timeout);
+    assert_eq!(a.score, 0.42);
+    assert!(a.is_fraud, "the default score is judged against the threshold like any other");
+}
+
+#[test]
+fn a_failing_model_gets_the_default_score() {
+    let model = model_answering(|| Err(ModelError::Unavailable("down".into())));
+    let a = block_on(service(recording_store(), model).score(input()))
+        .expect("scored")
+        .assessment;
+    assert_eq!((a.score, a.model_status, a.is_fraud), (0.5, ModelStatus::Error, false));
+}
+
+#[test]
+fn an_answer_that_is_not_a_probability_gets_the_default_score() {
+    for answer in [f64::NAN, -0.1, 1.1, f64::INFINITY] {
+        let mut model = MockFraudModel::new();
+        model.expect_identity().returning(identity);
+        model.expect_predict().returning(move |_| Ok(answer));
+        let a = block_on(service(recording_store(), model).score(input()))
+            .expect("scored")
+            .assessment;
+        assert_eq!((a.score, a.model_status), (0.5, ModelStatus::Error), "answer {answer}");
+    }
+}
+
+#[test]
+fn a_panicking_model_gets_the_default_score() {
+    let mut model = MockFraudModel::new();
+    model.expect_identity().returning(identity);
+    model.expect_predict().returning(|_| panic!("model bug"));
+    let a = block_on(service(recording_store(), model).score(input()))
+        .expect("scored")
+        .assessment;
+    assert_eq!((a.score, a.model_status), (0.5, ModelStatus::Error));
+}
+
+fn saved() -> Assessment {
+    Assessment {
+        customer_id: antifraud_domain::CustomerId::parse("cust-1").expect("valid"),
+        transaction_id: antifraud_domain::TransactionId::parse("tx-1").expect("valid"),
+        score: 0.123,
+        is_fraud: false,
+        stats: stats(),
+        model: identity(),
+        model_status: ModelStatus::Ok,
+        processing_time_ms: 3.5,
+        processed_at: datetime!(2026-11-25 11:59:30 UTC),
+    }
+}
+
+#[test]
+fn a_retry_of_an_assessed_transaction_replays_it_without_asking_the_model() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Ok(RecordOutcome::Replayed(saved())));
+    store.expect_commit().never();
+    let mut model = MockFraudModel::new();
+    model.expect_predict().never();
+
+    let scored = block_on(service(store, model).score(input())).expect("replayed");
+
+    assert!(scored.replayed);
+    assert_eq!(scored.assessment, saved());
+}
+
+#[test]
+fn a_duplicate_that_loses_the_commit_race_answers_with_the_winner() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
+    store
+        .expect_commit()
+        .returning(|_, _| Ok(CommitOutcome::AlreadySaved(saved())));
+    let model = model_answering(|| Ok(0.99));
+
+    let scored = block_on(service(store, model).score(input())).expect("scored");
+
+    assert!(scored.replayed);
+    assert_eq!(scored.assessment, saved());
+}
+
+#[test]
+fn reused_ids_with_another_payload_are_a_conflict() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Ok(RecordOutcome::Conflict));
+    store.expect_commit().never();
+    let result = block_on(service(store, MockFraudModel::new()).score(input()));
+    assert!(matches!(result, Err(ScoreError::Conflict)), "{result:?}");
+}
+
+#[test]
+fn invalid_input_is_refused_before_the_store_is_touched() {
+    let mut store = MockTransactionStore::new();
+    store.expect_record().never();
+    let bad = TransactionInput {
+        amount: Some(-1.0),
+        currency: Some("usd".into()),
+        ..input()
+    };
+    match block_on(service(store, MockFraudModel::new()).score(bad)) {
+        Err(ScoreError::Invalid(e)) => {
+            let fields: Vec<_> = e.fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(fields, ["amount", "currency"]);
+        }
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_store_failure_is_reported_and_nothing_is_scored() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
+    let mut model = MockFraudModel::new();
+    model.expect_predict().never();
+    let result = block_on(service(store, model).score(input()));
+    assert!(matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))), "{result:?}");
+}
+
+#[test]
+fn policies_out_of_range_are_refused() {
+    let ms = Duration::from_millis;
+    assert!(ScoringPolicy::new(ms(0), 0.5, 0.5).is_err());
+    assert!(ScoringPolicy::new(ms(10_001), 0.5, 0.5).is_err());
+    assert!(ScoringPolicy::new(ms(100), 1.5, 0.5).is_err());
+    assert!(ScoringPolicy::new(ms(100), f64::NAN, 0.5).is_err());
+    assert!(ScoringPolicy::new(ms(100), 0.5, -0.1).is_err());
+    assert!(ScoringPolicy::new(ms(1), 0.0, 1.0).is_ok());
+}
