@@ -1,1 +1,14 @@
-//! stub
+//! The antifraud HTTP service: configuration, routes, error mapping and the composition root that
+//! wires the adapters into the domain's scoring use case. No business logic lives here.
+
+pub mod config;
+mod dto;
+mod problem;
+mod routes;
+mod startup;
+mod system_clock;
+pub mod telemetry;
+
+pub use config::{ConfigError, Settings};
+pub use routes::ApiDoc;
+pub use startup::Application;

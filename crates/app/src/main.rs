@@ -1,2 +1,33 @@
-//! stub
-fn main() {}
+//! The `antifraud` binary: reads the configuration, sets up logging and runs the service.
+
+use std::process::ExitCode;
+
+use antifraud_app::{Application, Settings, telemetry};
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            // One line, naming the setting, before anything else is printed.
+            eprintln!("antifraud: invalid configuration: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_subscriber();
+    let application = match Application::build(settings).await {
+        Ok(application) => application,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "antifraud failed to start");
+            eprintln!("antifraud: cannot start: {error:#}");
+            return ExitCode::from(1);
+        }
+    };
+    match application.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "antifraud stopped on an error");
+            ExitCode::from(1)
+        }
+    }
+}

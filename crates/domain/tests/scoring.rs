@@ -34,10 +34,22 @@ fn input() -> TransactionInput {
 
 fn stats() -> WindowStats {
     WindowStats::from_windows([
-        WindowStat { count: 1, sum: 120.0 },
-        WindowStat { count: 2, sum: 220.0 },
-        WindowStat { count: 3, sum: 320.0 },
-        WindowStat { count: 4, sum: 420.0 },
+        WindowStat {
+            count: 1,
+            sum: 120.0,
+        },
+        WindowStat {
+            count: 2,
+            sum: 220.0,
+        },
+        WindowStat {
+            count: 3,
+            sum: 320.0,
+        },
+        WindowStat {
+            count: 4,
+            sum: 420.0,
+        },
     ])
 }
 
@@ -111,7 +123,10 @@ fn scores_with_the_model_and_commits_the_assessment() {
     let a = scored.assessment;
     assert_eq!(a.customer_id.as_str(), "cust-1");
     assert_eq!(a.transaction_id.as_str(), "tx-1");
-    assert_eq!((a.score, a.is_fraud, a.model_status), (0.9, true, ModelStatus::Ok));
+    assert_eq!(
+        (a.score, a.is_fraud, a.model_status),
+        (0.9, true, ModelStatus::Ok)
+    );
     assert_eq!(a.model, identity());
     assert_eq!(a.stats.get(Window::Hours24).count, 4);
     assert_eq!(a.processed_at, NOW);
@@ -162,7 +177,10 @@ fn a_model_that_misses_its_budget_gets_the_default_score() {
 
     assert_eq!(a.model_status, ModelStatus::Timeout);
     assert_eq!(a.score, 0.42);
-    assert!(a.is_fraud, "the default score is judged against the threshold like any other");
+    assert!(
+        a.is_fraud,
+        "the default score is judged against the threshold like any other"
+    );
 }
 
 #[test]
@@ -171,7 +189,10 @@ fn a_failing_model_gets_the_default_score() {
     let a = block_on(service(recording_store(), model).score(input()))
         .expect("scored")
         .assessment;
-    assert_eq!((a.score, a.model_status, a.is_fraud), (0.5, ModelStatus::Error, false));
+    assert_eq!(
+        (a.score, a.model_status, a.is_fraud),
+        (0.5, ModelStatus::Error, false)
+    );
 }
 
 #[test]
@@ -183,7 +204,11 @@ fn an_answer_that_is_not_a_probability_gets_the_default_score() {
         let a = block_on(service(recording_store(), model).score(input()))
             .expect("scored")
             .assessment;
-        assert_eq!((a.score, a.model_status), (0.5, ModelStatus::Error), "answer {answer}");
+        assert_eq!(
+            (a.score, a.model_status),
+            (0.5, ModelStatus::Error),
+            "answer {answer}"
+        );
     }
 }
 
@@ -283,7 +308,10 @@ fn a_store_failure_is_reported_and_nothing_is_scored() {
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
     let result = block_on(service(store, model).score(input()));
-    assert!(matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))), "{result:?}");
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
+        "{result:?}"
+    );
 }
 
 #[test]

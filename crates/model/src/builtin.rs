@@ -92,7 +92,9 @@ mod tests {
     use time::macros::datetime;
 
     fn features(input: TransactionInput, stats: WindowStats) -> Features {
-        let tx = input.validate(datetime!(2026-11-25 23:59 UTC)).expect("valid");
+        let tx = input
+            .validate(datetime!(2026-11-25 23:59 UTC))
+            .expect("valid");
         Features::new(&tx, &stats)
     }
 
@@ -115,7 +117,10 @@ mod tests {
     }
 
     fn history(count: u64, avg: f64) -> WindowStats {
-        let stat = WindowStat { count, sum: avg * count as f64 };
+        let stat = WindowStat {
+            count,
+            sum: avg * count as f64,
+        };
         WindowStats::from_windows([stat; 4])
     }
 
@@ -147,8 +152,20 @@ mod tests {
             p(base(), history(8, 80.0)),
             p(purchase(80.0, 2, "pos"), history(1, 80.0)),
             p(purchase(80.0, 14, "online"), history(1, 80.0)),
-            p(TransactionInput { card_risk_score: Some(0.9), ..base() }, history(1, 80.0)),
-            p(TransactionInput { is_location_alert: Some(true), ..base() }, history(1, 80.0)),
+            p(
+                TransactionInput {
+                    card_risk_score: Some(0.9),
+                    ..base()
+                },
+                history(1, 80.0),
+            ),
+            p(
+                TransactionInput {
+                    is_location_alert: Some(true),
+                    ..base()
+                },
+                history(1, 80.0),
+            ),
             p(base(), history(5, 10.0)),
         ];
         for (i, q) in raised.iter().enumerate() {

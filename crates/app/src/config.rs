@@ -1,0 +1,436 @@
+//! Configuration: command-line flags, their environment variables, and an optional TOML file.
+//!
+//! Precedence, highest first: flag, environment variable, file, default. Every value is checked
+//! before the service starts; an invalid one stops start-up with one line naming the setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use antifraud_domain::ScoringPolicy;
+use clap::Parser;
+use serde::Deserialize;
+
+/// The command line. Each flag falls back to its environment variable.
+#[derive(Debug, Default, Clone, Parser)]
+#[command(
+    name = "antifraud",
+    version,
+    about = "Real-time transaction risk scoring service."
+)]
+pub struct Cli {
+    /// TOML file with any of the settings below (keys as the flags, with underscores); flags and
+    /// environment variables override it.
+    #[arg(long, env = "ANTIFRAUD_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8000].
+    #[arg(long, env = "ANTIFRAUD_LISTEN", value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+
+    /// Redis URL (redis://, rediss://, redis-cluster://, redis-sentinel://). Unset: the embedded
+    /// in-memory store.
+    #[arg(
+        long,
+        env = "ANTIFRAUD_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis_url: Option<String>,
+
+    /// Fraud model [default: builtin].
+    #[arg(long, env = "ANTIFRAUD_MODEL", value_name = "MODEL")]
+    pub model: Option<String>,
+
+    /// Budget of one model call, in milliseconds (1..=10000) [default: 100].
+    #[arg(long, env = "ANTIFRAUD_MODEL_TIMEOUT_MS", value_name = "MS")]
+    pub model_timeout_ms: Option<String>,
+
+    /// Score used when the model is late or fails, 0..=1 [default: 0.5].
+    #[arg(long, env = "ANTIFRAUD_DEFAULT_SCORE", value_name = "SCORE")]
+    pub default_score: Option<String>,
+
+    /// Scores at or above this are fraud, 0..=1 [default: 0.7].
+    #[arg(long, env = "ANTIFRAUD_FRAUD_THRESHOLD", value_name = "SCORE")]
+    pub fraud_threshold: Option<String>,
+}
+
+/// The same settings as read from the TOML file. Unknown keys are refused, so a typo cannot be
+/// silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<Scalar>,
+    redis_url: Option<Scalar>,
+    model: Option<Scalar>,
+    model_timeout_ms: Option<Scalar>,
+    default_score: Option<Scalar>,
+    fraud_threshold: Option<Scalar>,
+}
+
+/// A TOML value of any scalar type, checked by the same code as a flag's text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Text(s) => f.write_str(s),
+            Scalar::Integer(i) => write!(f, "{i}"),
+            Scalar::Float(x) => write!(f, "{x}"),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// One setting's three names, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    flag: &'static str,
+    env: &'static str,
+}
+
+impl fmt::Display for Setting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "--{} ({})", self.flag, self.env)
+    }
+}
+
+macro_rules! setting {
+    ($const:ident, $flag:literal, $env:literal) => {
+        const $const: Setting = Setting {
+            flag: $flag,
+            env: $env,
+        };
+    };
+}
+setting!(LISTEN, "listen", "ANTIFRAUD_LISTEN");
+setting!(REDIS_URL, "redis-url", "ANTIFRAUD_REDIS_URL");
+setting!(MODEL, "model", "ANTIFRAUD_MODEL");
+setting!(
+    MODEL_TIMEOUT_MS,
+    "model-timeout-ms",
+    "ANTIFRAUD_MODEL_TIMEOUT_MS"
+);
+setting!(DEFAULT_SCORE, "default-score", "ANTIFRAUD_DEFAULT_SCORE");
+setting!(
+    FRAUD_THRESHOLD,
+    "fraud-threshold",
+    "ANTIFRAUD_FRAUD_THRESHOLD"
+);
+
+/// The configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// One setting has an invalid value.
+    #[error("{setting}: {reason}, got {value:?}")]
+    Invalid {
+        /// Which setting.
+        setting: Setting,
+        /// The value as given (redacted for secrets).
+        value: String,
+        /// What a valid value looks like.
+        reason: String,
+    },
+    /// The configuration file cannot be read or parsed.
+    #[error("--config (ANTIFRAUD_CONFIG) {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why it is unusable.
+        reason: String,
+    },
+}
+
+/// Which store keeps the transactions.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    /// The embedded in-memory store.
+    Embedded,
+    /// Redis at this URL.
+    Redis {
+        /// The URL; it may hold a password, so it is never printed.
+        url: String,
+    },
+}
+
+impl fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSettings::Embedded => f.write_str("Embedded"),
+            StoreSettings::Redis { .. } => f.write_str("Redis { url: <redacted> }"),
+        }
+    }
+}
+
+/// Which model scores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSettings {
+    /// The built-in logistic baseline.
+    Builtin,
+}
+
+/// The validated configuration of the service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where to listen. Port 0 picks a free port; [`crate::Application::port`] tells which.
+    pub listen: SocketAddr,
+    /// Where transactions are kept.
+    pub store: StoreSettings,
+    /// Which model scores.
+    pub model: ModelSettings,
+    /// Model budget, default score and fraud threshold.
+    pub policy: ScoringPolicy,
+}
+
+impl Settings {
+    /// Reads flags, environment and the optional file. Prints help or version and exits when
+    /// asked to, as any command-line tool does.
+    pub fn load() -> Result<Settings, ConfigError> {
+        let cli = Cli::try_parse().unwrap_or_else(|error| error.exit());
+        Settings::from_cli(cli)
+    }
+
+    /// Checks already-parsed flags, reading the file they name, if any.
+    pub fn from_cli(cli: Cli) -> Result<Settings, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let pick = |flag: Option<String>, key: Option<Scalar>| flag.or(key.map(|v| v.to_string()));
+
+        let listen = match pick(cli.listen, file.listen) {
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+            Some(text) => text.parse().map_err(|_| {
+                invalid(
+                    LISTEN,
+                    &text,
+                    "expected IP:PORT, such as 127.0.0.1:8000 or [::1]:8000",
+                )
+            })?,
+        };
+        let store = match pick(cli.redis_url, file.redis_url) {
+            None => StoreSettings::Embedded,
+            Some(url) if url.trim().is_empty() => StoreSettings::Embedded,
+            Some(url) => {
+                let known = [
+                    "redis://",
+                    "rediss://",
+                    "redis-cluster://",
+                    "redis-sentinel://",
+                    "unix://",
+                ];
+                if !known.iter().any(|scheme| url.starts_with(scheme)) {
+                    return Err(ConfigError::Invalid {
+                        setting: REDIS_URL,
+                        value: "<redacted>".into(),
+                        reason: format!("expected a URL starting with one of {}", known.join(", ")),
+                    });
+                }
+                StoreSettings::Redis { url }
+            }
+        };
+        let model = match pick(cli.model, file.model).as_deref() {
+            None | Some("builtin") => ModelSettings::Builtin,
+            Some(other) => return Err(invalid(MODEL, other, "expected builtin")),
+        };
+        let defaults = ScoringPolicy::DEFAULT;
+        let timeout = match pick(cli.model_timeout_ms, file.model_timeout_ms) {
+            None => defaults.model_timeout(),
+            Some(text) => match text.parse::<u64>() {
+                Ok(ms) if (1..=10_000).contains(&ms) => Duration::from_millis(ms),
+                _ => {
+                    return Err(invalid(
+                        MODEL_TIMEOUT_MS,
+                        &text,
+                        "expected whole milliseconds from 1 to 10000",
+                    ));
+                }
+            },
+        };
+        let score = |setting, raw: Option<String>, default: f64| match raw {
+            None => Ok(default),
+            Some(text) => match text.parse::<f64>() {
+                Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+                _ => Err(invalid(setting, &text, "expected a number from 0 to 1")),
+            },
+        };
+        let default_score = score(
+            DEFAULT_SCORE,
+            pick(cli.default_score, file.default_score),
+            defaults.default_score(),
+        )?;
+        let threshold = score(
+            FRAUD_THRESHOLD,
+            pick(cli.fraud_threshold, file.fraud_threshold),
+            defaults.fraud_threshold(),
+        )?;
+        let policy = ScoringPolicy::new(timeout, default_score, threshold)
+            .expect("each value was checked against the policy's ranges above");
+
+        Ok(Settings {
+            listen,
+            store,
+            model,
+            policy,
+        })
+    }
+}
+
+fn invalid(setting: Setting, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        setting,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let error = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    // toml's messages span several lines (they quote the offending line); keep the first.
+    toml::from_str(&text).map_err(|e| {
+        let message = e
+            .message()
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .to_owned();
+        error(message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Settings, ConfigError> {
+        let mut argv = vec!["antifraud"];
+        argv.extend_from_slice(args);
+        Settings::from_cli(Cli::try_parse_from(argv).expect("known flags"))
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let settings = Settings::from_cli(Cli::default()).expect("valid");
+        assert_eq!(
+            settings.listen,
+            "127.0.0.1:8000".parse().expect("an address")
+        );
+        assert_eq!(settings.store, StoreSettings::Embedded);
+        assert_eq!(settings.model, ModelSettings::Builtin);
+        assert_eq!(settings.policy, ScoringPolicy::DEFAULT);
+        assert_eq!(settings.policy.model_timeout(), Duration::from_millis(100));
+        assert_eq!(settings.policy.default_score(), 0.5);
+    }
+
+    #[test]
+    fn flags_set_every_value() {
+        let s = cli(&[
+            "--listen",
+            "[::1]:9000",
+            "--model",
+            "builtin",
+            "--model-timeout-ms",
+            "25",
+            "--default-score",
+            "0.3",
+            "--fraud-threshold",
+            "0.9",
+            "--redis-url",
+            "redis://127.0.0.1:7000",
+        ])
+        .expect("valid");
+        assert_eq!(s.listen, "[::1]:9000".parse().expect("an address"));
+        assert_eq!(
+            s.policy,
+            ScoringPolicy::new(Duration::from_millis(25), 0.3, 0.9).expect("valid")
+        );
+        assert_eq!(
+            s.store,
+            StoreSettings::Redis {
+                url: "redis://127.0.0.1:7000".into()
+            }
+        );
+    }
+
+    #[test]
+    fn each_invalid_value_names_its_setting_on_one_line() {
+        for (args, named) in [
+            (
+                &["--listen", "localhost"][..],
+                "--listen (ANTIFRAUD_LISTEN)",
+            ),
+            (&["--model", "gpt"], "--model (ANTIFRAUD_MODEL)"),
+            (
+                &["--model-timeout-ms", "0"],
+                "--model-timeout-ms (ANTIFRAUD_MODEL_TIMEOUT_MS)",
+            ),
+            (&["--model-timeout-ms", "fast"], "--model-timeout-ms"),
+            (
+                &["--default-score", "1.5"],
+                "--default-score (ANTIFRAUD_DEFAULT_SCORE)",
+            ),
+            (
+                &["--fraud-threshold", "NaN"],
+                "--fraud-threshold (ANTIFRAUD_FRAUD_THRESHOLD)",
+            ),
+            (
+                &["--redis-url", "http://secret@host"],
+                "--redis-url (ANTIFRAUD_REDIS_URL)",
+            ),
+        ] {
+            let message = cli(args).expect_err("invalid").to_string();
+            assert!(message.starts_with(named), "{message}");
+            assert_eq!(message.lines().count(), 1, "{message}");
+            assert!(
+                !message.contains("secret"),
+                "secrets are not echoed: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_file_fills_in_what_flags_do_not_set() {
+        let dir = std::env::temp_dir().join(format!("antifraud-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("antifraud.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9100\"\nmodel_timeout_ms = 40\ndefault_score = 0.25\nfraud_threshold = 1\n")
+            .expect("write");
+        let s = Settings::from_cli(Cli {
+            config: Some(path.clone()),
+            fraud_threshold: Some("0.8".into()),
+            ..Cli::default()
+        })
+        .expect("valid");
+        assert_eq!(s.listen.port(), 9100);
+        assert_eq!(
+            s.policy,
+            ScoringPolicy::new(Duration::from_millis(40), 0.25, 0.8).expect("valid")
+        );
+
+        std::fs::write(&path, "listen = \"127.0.0.1:9100\"\nmodel_timout_ms = 40\n")
+            .expect("write");
+        let message = Settings::from_cli(Cli {
+            config: Some(path.clone()),
+            ..Cli::default()
+        })
+        .expect_err("unknown key")
+        .to_string();
+        assert!(
+            message.contains("model_timout_ms") && message.lines().count() == 1,
+            "{message}"
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}

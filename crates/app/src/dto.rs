@@ -1,0 +1,195 @@
+//! The HTTP API's bodies, kept apart from the domain's models: the wire format can evolve
+//! without touching the domain, and the domain knows nothing of JSON or OpenAPI.
+
+use antifraud_domain::{Assessment, TransactionInput, Window};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
+
+/// One card transaction to score.
+///
+/// Every field is optional in the schema so that validation can list every missing field at once;
+/// the service refuses a transaction without the required ones with 422. Unknown fields are
+/// ignored. A field sent twice is a 400.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "customer_id": "cust-42",
+    "transaction_id": "tx-2026-11-25-0001",
+    "amount": 125.5,
+    "currency": "EUR",
+    "type": 1,
+    "merchant_id": "merchant-7",
+    "card_bin": "411111",
+    "ip_address": "192.0.2.10",
+    "device_id": "device-9",
+    "location": "Berlin, DE",
+    "channel": "online",
+    "timestamp": "2026-11-25T10:00:00Z",
+    "merchant_risk_score": 0.2,
+    "customer_segments": ["retail"]
+}))]
+pub(crate) struct TransactionRequest {
+    /// Required. The paying customer: 1 to 256 characters, no control characters.
+    pub customer_id: Option<String>,
+    /// Required. Unique per customer; the idempotency key with `customer_id`.
+    pub transaction_id: Option<String>,
+    /// Required. Amount in `currency`, 0 to 1e12.
+    pub amount: Option<f64>,
+    /// Required. ISO 4217 alphabetic code, upper case.
+    pub currency: Option<String>,
+    /// Required. Transaction type code, 0 to 65535.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Option<i64>,
+    /// Required. The merchant.
+    pub merchant_id: Option<String>,
+    /// Required. The card's BIN: 6 to 8 digits.
+    pub card_bin: Option<String>,
+    /// Required. IPv4 or IPv6 address of the payer.
+    pub ip_address: Option<String>,
+    /// Required. The payer's device.
+    pub device_id: Option<String>,
+    /// Required. Where the payment happened, free text up to 128 characters.
+    pub location: Option<String>,
+    /// Required. Payment channel, such as `online`, `pos`, `atm`, `mobile`.
+    pub channel: Option<String>,
+    /// Required. Event time, RFC 3339 with an offset; at most 24 h old and 5 min ahead.
+    #[schema(format = DateTime)]
+    pub timestamp: Option<String>,
+    /// The client's label, if known; stored, not used for scoring.
+    pub is_fraud: Option<bool>,
+    /// The client's merchant risk, 0 to 1.
+    pub merchant_risk_score: Option<f64>,
+    /// The client's card risk, 0 to 1.
+    pub card_risk_score: Option<f64>,
+    /// The client's customer risk, 0 to 1.
+    pub customer_risk_score: Option<f64>,
+    /// The client's velocity rule fired.
+    pub is_velocity_alert: Option<bool>,
+    /// The client's location rule fired.
+    pub is_location_alert: Option<bool>,
+    /// The client's device rule fired.
+    pub is_device_alert: Option<bool>,
+    /// Customer segments, at most 32 of up to 128 characters.
+    pub customer_segments: Option<Vec<String>>,
+    /// Merchant category.
+    pub transaction_category: Option<String>,
+    /// The client flags the amount as high.
+    pub is_high_value: Option<bool>,
+}
+
+impl From<TransactionRequest> for TransactionInput {
+    fn from(r: TransactionRequest) -> Self {
+        TransactionInput {
+            customer_id: r.customer_id,
+            transaction_id: r.transaction_id,
+            amount: r.amount,
+            currency: r.currency,
+            kind: r.kind,
+            merchant_id: r.merchant_id,
+            card_bin: r.card_bin,
+            ip_address: r.ip_address,
+            device_id: r.device_id,
+            location: r.location,
+            channel: r.channel,
+            timestamp: r.timestamp,
+            is_fraud: r.is_fraud,
+            merchant_risk_score: r.merchant_risk_score,
+            card_risk_score: r.card_risk_score,
+            customer_risk_score: r.customer_risk_score,
+            is_velocity_alert: r.is_velocity_alert,
+            is_location_alert: r.is_location_alert,
+            is_device_alert: r.is_device_alert,
+            customer_segments: r.customer_segments,
+            transaction_category: r.transaction_category,
+            is_high_value: r.is_high_value,
+        }
+    }
+}
+
+/// The assessment of one transaction. A replay returns the first answer's body unchanged.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "customer_id": "cust-42",
+    "transaction_id": "tx-2026-11-25-0001",
+    "scoring": 0.0713,
+    "is_fraud": false,
+    "processing_time_ms": 0.21,
+    "customer_transaction_count_3h": 1,
+    "customer_transaction_count_6h": 1,
+    "customer_transaction_count_12h": 2,
+    "customer_transaction_count_24h": 3,
+    "customer_avg_amount_3h": 125.5,
+    "customer_avg_amount_6h": 125.5,
+    "customer_avg_amount_12h": 87.75,
+    "customer_avg_amount_24h": 70.5,
+    "processed_at": "2026-11-25T10:00:00.412Z",
+    "model_name": "builtin-logistic",
+    "model_version": "1",
+    "model_status": "ok"
+}))]
+pub(crate) struct ScoreResponse {
+    pub customer_id: String,
+    pub transaction_id: String,
+    /// Fraud probability, 0 to 1.
+    pub scoring: f64,
+    /// `scoring` is at or above the configured fraud threshold.
+    pub is_fraud: bool,
+    /// Time from reception to the decision, in milliseconds.
+    pub processing_time_ms: f64,
+    /// The customer's transactions with a timestamp in (t − 3 h, t], this one included.
+    pub customer_transaction_count_3h: u64,
+    /// As above over 6 h.
+    pub customer_transaction_count_6h: u64,
+    /// As above over 12 h.
+    pub customer_transaction_count_12h: u64,
+    /// As above over 24 h.
+    pub customer_transaction_count_24h: u64,
+    /// Average amount over the same transactions as the 3 h count.
+    pub customer_avg_amount_3h: f64,
+    /// As above over 6 h.
+    pub customer_avg_amount_6h: f64,
+    /// As above over 12 h.
+    pub customer_avg_amount_12h: f64,
+    /// As above over 24 h.
+    pub customer_avg_amount_24h: f64,
+    /// When the decision was made, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    pub processed_at: String,
+    /// The model that was asked.
+    pub model_name: String,
+    /// Its version.
+    pub model_version: String,
+    /// `ok`, or `timeout` / `error` when the default score was used.
+    #[schema(pattern = "^(ok|timeout|error)$")]
+    pub model_status: String,
+}
+
+impl From<Assessment> for ScoreResponse {
+    fn from(a: Assessment) -> Self {
+        let count = |w| a.stats.get(w).count;
+        let avg = |w| a.stats.get(w).average();
+        ScoreResponse {
+            customer_transaction_count_3h: count(Window::Hours3),
+            customer_transaction_count_6h: count(Window::Hours6),
+            customer_transaction_count_12h: count(Window::Hours12),
+            customer_transaction_count_24h: count(Window::Hours24),
+            customer_avg_amount_3h: avg(Window::Hours3),
+            customer_avg_amount_6h: avg(Window::Hours6),
+            customer_avg_amount_12h: avg(Window::Hours12),
+            customer_avg_amount_24h: avg(Window::Hours24),
+            processed_at: a
+                .processed_at
+                .format(&Rfc3339)
+                .expect("a UTC time of the current era formats as RFC 3339"),
+            customer_id: a.customer_id.to_string(),
+            transaction_id: a.transaction_id.to_string(),
+            scoring: a.score,
+            is_fraud: a.is_fraud,
+            processing_time_ms: a.processing_time_ms,
+            model_name: a.model.name,
+            model_version: a.model.version,
+            model_status: a.model_status.as_str().to_owned(),
+        }
+    }
+}

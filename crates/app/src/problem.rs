@@ -1,0 +1,210 @@
+//! Errors as HTTP answers: RFC 9457 problem details (`application/problem+json`), each with a
+//! stable `type`, and for input errors the list of offending fields.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpResponse, ResponseError};
+use antifraud_domain::{ScoreError, StoreError, ValidationError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem details body.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:antifraud:problem:invalid-transaction",
+    "title": "The transaction is invalid",
+    "status": 422,
+    "detail": "2 fields are invalid; nothing was recorded",
+    "errors": [
+        {"field": "amount", "pointer": "#/amount", "code": "out_of_range", "detail": "must be between 0 and 1000000000000"},
+        {"field": "currency", "pointer": "#/currency", "code": "unknown_currency", "detail": "must be an ISO 4217 alphabetic code, such as EUR"}
+    ]
+}))]
+pub(crate) struct Problem {
+    /// Stable identifier of the kind of problem.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: &'static str,
+    /// Short summary of the kind of problem.
+    pub title: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What happened this time.
+    pub detail: String,
+    /// The offending fields, for input errors.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+/// One offending field.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FieldProblem {
+    /// The field's name, `customer_segments[2]` for a list entry; `body` for the body as a whole.
+    pub field: String,
+    /// JSON pointer (RFC 6901) to the field, as a URI fragment.
+    pub pointer: String,
+    /// Stable reason code, such as `missing`, `out_of_range`, `format`, `invalid_type`.
+    pub code: String,
+    /// What is wrong, for people.
+    pub detail: String,
+}
+
+impl FieldProblem {
+    pub(crate) fn new(field: &str, code: &str, detail: String) -> Self {
+        let pointer = if field == "body" {
+            "#".to_owned()
+        } else {
+            format!("#/{}", field.replace('[', "/").replace(']', ""))
+        };
+        FieldProblem {
+            field: field.to_owned(),
+            pointer,
+            code: code.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// Everything the API answers with other than success.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// The body is not the JSON the endpoint takes: syntax, types, duplicate fields.
+    #[error("malformed body: {detail}")]
+    MalformedBody { field: String, detail: String },
+    /// Well-formed, but some values are invalid.
+    #[error(transparent)]
+    Invalid(ValidationError),
+    /// The ids were already used with a different payload.
+    #[error("transaction ids already used with a different payload")]
+    Conflict,
+    /// The store cannot be reached or is too slow.
+    #[error("store unavailable")]
+    StoreUnavailable,
+    /// A fault inside the service.
+    #[error("internal error")]
+    Internal,
+    /// A request the framework refused before any handler ran (size, route, method, media type).
+    #[error("{detail}")]
+    Http { status: StatusCode, detail: String },
+}
+
+impl From<ScoreError> for ApiError {
+    fn from(error: ScoreError) -> Self {
+        match error {
+            ScoreError::Invalid(e) => ApiError::Invalid(e),
+            ScoreError::Conflict => ApiError::Conflict,
+            ScoreError::Store(e @ StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "store unavailable, answering 503");
+                ApiError::StoreUnavailable
+            }
+            ScoreError::Store(e) => {
+                tracing::error!(error = %e, "store failed, answering 500");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl ApiError {
+    fn problem(&self) -> Problem {
+        let (kind, title) = match self {
+            ApiError::MalformedBody { .. } => (
+                "urn:antifraud:problem:malformed-body",
+                "The body is not valid JSON for this endpoint",
+            ),
+            ApiError::Invalid(_) => (
+                "urn:antifraud:problem:invalid-transaction",
+                "The transaction is invalid",
+            ),
+            ApiError::Conflict => (
+                "urn:antifraud:problem:idempotency-conflict",
+                "Transaction ids reused with a different payload",
+            ),
+            ApiError::StoreUnavailable => (
+                "urn:antifraud:problem:store-unavailable",
+                "The transaction store is unavailable",
+            ),
+            ApiError::Internal => ("urn:antifraud:problem:internal", "Internal error"),
+            ApiError::Http { status, .. } => match *status {
+                StatusCode::PAYLOAD_TOO_LARGE => (
+                    "urn:antifraud:problem:payload-too-large",
+                    "The body is too large",
+                ),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                    "urn:antifraud:problem:unsupported-media-type",
+                    "The body must be JSON",
+                ),
+                StatusCode::NOT_FOUND => ("urn:antifraud:problem:not-found", "No such resource"),
+                StatusCode::METHOD_NOT_ALLOWED => (
+                    "urn:antifraud:problem:method-not-allowed",
+                    "Method not allowed",
+                ),
+                _ => ("urn:antifraud:problem:bad-request", "Bad request"),
+            },
+        };
+        let (detail, errors) = match self {
+            ApiError::MalformedBody { field, detail } => (
+                format!("{detail}; nothing was recorded"),
+                vec![FieldProblem::new(field, "invalid_json", detail.clone())],
+            ),
+            ApiError::Invalid(e) => (
+                format!(
+                    "{} invalid; nothing was recorded",
+                    match e.fields.len() {
+                        1 => "1 field is".to_owned(),
+                        n => format!("{n} fields are"),
+                    }
+                ),
+                e.fields
+                    .iter()
+                    .map(|f| FieldProblem::new(&f.field, f.violation.code(), f.violation.to_string()))
+                    .collect(),
+            ),
+            ApiError::Conflict => (
+                "this customer_id and transaction_id were already used for a different transaction; \
+                 resend the original payload to get its result, or use new ids"
+                    .to_owned(),
+                vec![],
+            ),
+            ApiError::StoreUnavailable => (
+                "the transaction was not scored; retrying with the same ids is safe".to_owned(),
+                vec![],
+            ),
+            ApiError::Internal => ("see the service's logs".to_owned(), vec![]),
+            ApiError::Http { detail, .. } => (detail.clone(), vec![]),
+        };
+        Problem {
+            kind,
+            title,
+            status: self.status_code().as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedBody { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Http { status, .. } => *status,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header(ContentType(
+            "application/problem+json"
+                .parse()
+                .expect("a constant, valid media type"),
+        ));
+        if matches!(self, ApiError::StoreUnavailable) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.json(self.problem())
+    }
+}

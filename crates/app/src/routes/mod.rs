@@ -1,0 +1,62 @@
+//! The HTTP routes and the OpenAPI document generated from them.
+
+mod api_docs;
+mod health;
+mod transactions;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use utoipa::OpenApi;
+
+use crate::dto::{ScoreResponse, TransactionRequest};
+use crate::problem::{ApiError, FieldProblem, Problem};
+pub(crate) use api_docs::OpenApiJson;
+pub(crate) use transactions::Scoring;
+
+/// The OpenAPI 3 document of the API, served at `/api-docs/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "antifraud",
+        description = "Real-time transaction risk scoring: records each card transaction, computes \
+                       the customer's rolling statistics over 3, 6, 12 and 24 hours, and scores it \
+                       with a fraud model under a latency budget."
+    ),
+    paths(transactions::score_transaction, health::live, health::ready, health::health),
+    components(schemas(TransactionRequest, ScoreResponse, Problem, FieldProblem, health::Readiness)),
+    tags(
+        (name = "scoring", description = "Transaction scoring"),
+        (name = "health", description = "Liveness and readiness probes")
+    )
+)]
+pub struct ApiDoc;
+
+/// Mounts every route. Shared by the server and nothing else, so there is one routing table.
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v1/transactions")
+            .route(web::post().to(transactions::score_transaction))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .route("/health/live", web::get().to(health::live))
+    .route("/health/ready", web::get().to(health::ready))
+    .route("/health", web::get().to(health::health))
+    .route(
+        "/api-docs/openapi.json",
+        web::get().to(api_docs::openapi_json),
+    );
+}
+
+/// Answers any unknown path.
+pub(crate) async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::Http {
+        status: actix_web::http::StatusCode::NOT_FOUND,
+        detail: format!("no resource at {}", request.path()),
+    })
+}
+
+async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::Http {
+        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        detail: format!("{} is not allowed here; use POST", request.method()),
+    })
+}

@@ -1,0 +1,104 @@
+//! `POST /api/v1/transactions`: score one transaction.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
+
+use crate::dto::{ScoreResponse, TransactionRequest};
+use crate::problem::{ApiError, Problem};
+use crate::system_clock::SystemClock;
+
+/// The scoring use case as the service wires it: adapters chosen at start-up.
+pub(crate) type Scoring =
+    ScoringService<Arc<dyn TransactionStore>, Arc<dyn FraudModel>, SystemClock>;
+
+/// The header that marks an answer replayed from an earlier request with the same transaction.
+const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
+
+/// Score one transaction.
+///
+/// Records the transaction, computes the customer's statistics over the last 3, 6, 12 and 24 hours
+/// (event time, this transaction included) and asks the model for a fraud score within its
+/// budget. Sending the same transaction again (same `customer_id` and `transaction_id`, same
+/// payload) returns the first answer unchanged with `Idempotent-Replayed: true`; nothing is
+/// counted twice.
+#[utoipa::path(post, path = "/api/v1/transactions", tag = "scoring",
+    request_body(content = TransactionRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Scored and recorded, or replayed", body = ScoreResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the answer to an earlier request with the same transaction"))),
+        (status = 400, description = "Malformed JSON, wrong types or duplicate fields; nothing recorded",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ids were already used with a different payload; nothing recorded",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or missing values; nothing recorded",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; retrying with the same ids is safe",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait before retrying")))
+    ))]
+pub(crate) async fn score_transaction(
+    scoring: web::Data<Scoring>,
+    request: HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, ApiError> {
+    require_json(&request)?;
+    let body = body.map_err(|error| ApiError::Http {
+        status: error.as_response_error().status_code(),
+        detail: error.to_string(),
+    })?;
+    let transaction = parse(&body)?;
+    let scored = scoring.score(transaction.into()).await?;
+    let mut response = HttpResponse::Ok();
+    if scored.replayed {
+        response.insert_header((IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")));
+    }
+    Ok(response.json(ScoreResponse::from(scored.assessment)))
+}
+
+/// `application/json` or any `+json` type; a request without a Content-Type is read as JSON.
+fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Http {
+            status: actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            detail: "send the transaction as application/json".to_owned(),
+        })
+    }
+}
+
+/// Parses the body, naming the offending field when a value has the wrong type.
+fn parse(body: &[u8]) -> Result<TransactionRequest, ApiError> {
+    let malformed = |field: String, error: serde_json::Error| ApiError::MalformedBody {
+        field,
+        detail: error.to_string(),
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let request = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        malformed(field, error.into_inner())
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| malformed("body".to_owned(), error))?;
+    Ok(request)
+}

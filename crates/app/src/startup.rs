@@ -1,0 +1,126 @@
+//! The composition root: picks the adapters the settings name, wires them into the scoring use
+//! case and binds the HTTP server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
+use antifraud_memory::MemoryStore;
+use antifraud_model::BuiltinModel;
+use anyhow::{Context, bail};
+use time::OffsetDateTime;
+use utoipa::OpenApi;
+
+use crate::config::{ModelSettings, Settings, StoreSettings};
+use crate::routes::{self, ApiDoc, OpenApiJson};
+use crate::system_clock::SystemClock;
+
+/// Largest accepted request body.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How often the embedded store deletes what fell out of the retention.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// The service, bound to its address and ready to run.
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    memory: Option<Arc<MemoryStore>>,
+}
+
+impl Application {
+    /// Builds the adapters and binds the listener. Binding here, before running, lets callers
+    /// (tests) ask for port 0 and read the real port from [`Application::port`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let (store, memory): (Arc<dyn TransactionStore>, _) = match &settings.store {
+            StoreSettings::Embedded => {
+                let memory = Arc::new(MemoryStore::new());
+                (memory.clone(), Some(memory))
+            }
+            StoreSettings::Redis { .. } => bail!(
+                "--redis-url (ANTIFRAUD_REDIS_URL): the Redis store is not part of this version yet; \
+                 unset it to use the embedded store"
+            ),
+        };
+        let model: Arc<dyn FraudModel> = match settings.model {
+            ModelSettings::Builtin => Arc::new(BuiltinModel),
+        };
+        let scoring = web::Data::new(ScoringService::new(
+            store,
+            model,
+            SystemClock,
+            settings.policy,
+        ));
+        let openapi = web::Data::new(OpenApiJson(
+            ApiDoc::openapi()
+                .to_json()
+                .context("rendering the OpenAPI document")?,
+        ));
+
+        let listener = TcpListener::bind(settings.listen).with_context(|| {
+            format!(
+                "--listen (ANTIFRAUD_LISTEN): cannot listen on {}",
+                settings.listen
+            )
+        })?;
+        let address = listener.local_addr()?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(scoring.clone())
+                .app_data(openapi.clone())
+                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .run();
+
+        tracing::info!(
+            %address,
+            store = if memory.is_some() { "embedded" } else { "redis" },
+            model = "builtin",
+            model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
+            default_score = settings.policy.default_score(),
+            fraud_threshold = settings.policy.fraud_threshold(),
+            "antifraud listening"
+        );
+        Ok(Application {
+            address,
+            server,
+            memory,
+        })
+    }
+
+    /// The bound address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let sweeper = self.memory.map(|memory| {
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(SWEEP_INTERVAL);
+                loop {
+                    every.tick().await;
+                    memory.purge_expired(OffsetDateTime::now_utc());
+                }
+            })
+        });
+        let result = self.server.await;
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
+        }
+        result
+    }
+}

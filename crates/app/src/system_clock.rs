@@ -1,0 +1,23 @@
+//! The [`Clock`] adapter: the system's wall clock and tokio's timer.
+
+use std::time::Duration;
+
+use antifraud_domain::Clock;
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// Wall-clock time and tokio timers. Needs a tokio runtime with time enabled, which actix-web's
+/// workers have.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SystemClock;
+
+#[async_trait]
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
