@@ -93,8 +93,14 @@ fn parse(body: &[u8]) -> Result<TransactionRequest, ApiError> {
     };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let request = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        // The path is "." at the top level and has "?" where the parser failed before it knew
+        // which field it was in (broken syntax): those are errors of the body as a whole.
         let path = error.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
+        let field = if path == "." || path.contains('?') {
+            "body".to_owned()
+        } else {
+            path
+        };
         malformed(field, error.into_inner())
     })?;
     deserializer

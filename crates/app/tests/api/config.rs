@@ -1,0 +1,57 @@
+//! The binary refuses invalid configuration with one line naming the setting.
+
+use std::process::{Command, Output};
+
+fn antifraud(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_antifraud"));
+    command.args(args).env("ANTIFRAUD_LISTEN", "127.0.0.1:0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+#[test]
+fn invalid_settings_stop_start_up_with_one_line_naming_the_setting() {
+    for (args, env, named) in [
+        (&["--default-score", "2"][..], &[][..], "--default-score"),
+        (
+            &[],
+            &[("ANTIFRAUD_MODEL_TIMEOUT_MS", "soon")][..],
+            "--model-timeout-ms (ANTIFRAUD_MODEL_TIMEOUT_MS)",
+        ),
+        (
+            &[],
+            &[("ANTIFRAUD_FRAUD_THRESHOLD", "-1")][..],
+            "ANTIFRAUD_FRAUD_THRESHOLD",
+        ),
+        (&["--listen", "nowhere"], &[], "--listen"),
+        (&["--model", "onnx"], &[], "--model"),
+        (
+            &["--config", "/nonexistent/antifraud.toml"],
+            &[],
+            "--config",
+        ),
+    ] {
+        let output = antifraud(args, env);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}");
+        let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(named), "{stderr} names {named}");
+    }
+}
+
+#[test]
+fn a_redis_url_is_refused_until_the_redis_store_exists() {
+    let output = antifraud(
+        &[],
+        &[("ANTIFRAUD_REDIS_URL", "redis://:hunter2@127.0.0.1:1")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    assert!(stderr.contains("--redis-url"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never printed: {stderr}"
+    );
+}

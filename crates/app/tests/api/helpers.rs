@@ -1,0 +1,145 @@
+//! Spawning an isolated server per test, and building requests.
+
+use antifraud_app::config::Cli;
+use antifraud_app::{Application, Settings};
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+/// A running server with its own empty store.
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) client: reqwest::Client,
+}
+
+/// Starts the service with default settings on a free port.
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(Cli::default()).await
+}
+
+/// Starts the service with these settings (the listen address is always a free loopback port).
+/// The environment is not read, so tests are isolated from it.
+pub(crate) async fn spawn_app_with(cli: Cli) -> TestApp {
+    let settings = Settings::from_cli(Cli {
+        listen: Some("127.0.0.1:0".into()),
+        ..cli
+    })
+    .expect("test settings are valid");
+    let application = Application::build(settings)
+        .await
+        .expect("the service starts");
+    let address = format!("http://{}", application.address());
+    tokio::spawn(application.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    /// POSTs a JSON value to the scoring endpoint.
+    pub(crate) async fn score(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/transactions", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// POSTs raw bytes with a JSON content type.
+    pub(crate) async fn score_raw(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/transactions", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// POSTs and expects a 200, returning the body.
+    pub(crate) async fn score_ok(&self, body: &Value) -> Value {
+        let response = self.score(body).await;
+        let status = response.status();
+        let text = response.text().await.expect("a body");
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the server answers")
+    }
+}
+
+/// `now` shifted by `offset`, as RFC 3339.
+pub(crate) fn at(offset: Duration) -> String {
+    (OffsetDateTime::now_utc() + offset)
+        .format(&Rfc3339)
+        .expect("formats")
+}
+
+/// A valid transaction of `customer` with `id` and `amount`, `offset` from now.
+pub(crate) fn transaction(customer: &str, id: &str, amount: f64, offset: Duration) -> Value {
+    json!({
+        "customer_id": customer,
+        "transaction_id": id,
+        "amount": amount,
+        "currency": "EUR",
+        "type": 1,
+        "merchant_id": "merchant-7",
+        "card_bin": "411111",
+        "ip_address": "192.0.2.10",
+        "device_id": "device-9",
+        "location": "Berlin, DE",
+        "channel": "pos",
+        "timestamp": at(offset),
+    })
+}
+
+/// Reads a problem+json answer, checking its media type and status member.
+pub(crate) async fn problem(response: reqwest::Response, status: u16) -> Value {
+    assert_eq!(response.status(), status);
+    let media = response
+        .headers()
+        .get("content-type")
+        .expect("a content type")
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert_eq!(media, "application/problem+json");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .expect("a type")
+            .starts_with("urn:antifraud:problem:")
+    );
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The `field` members of a problem's `errors`.
+pub(crate) fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .expect("an errors list")
+        .iter()
+        .map(|e| e["field"].as_str().expect("a field").to_owned())
+        .collect()
+}
+
+/// The 24 h count of a scoring answer.
+pub(crate) fn count_24h(body: &Value) -> u64 {
+    body["customer_transaction_count_24h"]
+        .as_u64()
+        .expect("a count")
+}

@@ -1,0 +1,9 @@
+//! API tests: each starts the real server on a free port and speaks HTTP to it.
+
+mod config;
+mod health;
+mod helpers;
+mod idempotency;
+mod openapi;
+mod scoring;
+mod validation;

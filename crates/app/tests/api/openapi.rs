@@ -1,0 +1,84 @@
+//! The OpenAPI document describes the contract as implemented.
+
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+const REQUEST_FIELDS: [&str; 22] = [
+    "customer_id",
+    "transaction_id",
+    "amount",
+    "currency",
+    "type",
+    "merchant_id",
+    "card_bin",
+    "ip_address",
+    "device_id",
+    "location",
+    "channel",
+    "timestamp",
+    "is_fraud",
+    "merchant_risk_score",
+    "card_risk_score",
+    "customer_risk_score",
+    "is_velocity_alert",
+    "is_location_alert",
+    "is_device_alert",
+    "customer_segments",
+    "transaction_category",
+    "is_high_value",
+];
+
+#[tokio::test]
+async fn the_document_describes_the_scoring_endpoint_with_examples() {
+    let app = spawn_app().await;
+    let response = app.get("/api-docs/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let doc: Value = response.json().await.expect("JSON");
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .expect("a version")
+            .starts_with("3.")
+    );
+
+    let post = &doc["paths"]["/api/v1/transactions"]["post"];
+    for status in ["200", "400", "409", "413", "415", "422", "503"] {
+        assert!(
+            post["responses"].get(status).is_some(),
+            "response {status} documented"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    let request = &schemas["TransactionRequest"];
+    let properties = request["properties"].as_object().expect("properties");
+    let mut names: Vec<_> = properties.keys().map(String::as_str).collect();
+    let mut expected = REQUEST_FIELDS.to_vec();
+    names.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    assert_eq!(request["example"]["currency"], "EUR");
+
+    let response = &schemas["ScoreResponse"];
+    for field in [
+        "scoring",
+        "is_fraud",
+        "customer_transaction_count_24h",
+        "customer_avg_amount_3h",
+        "processed_at",
+    ] {
+        assert!(response["properties"].get(field).is_some(), "{field}");
+        assert!(
+            response["required"]
+                .as_array()
+                .expect("required")
+                .iter()
+                .any(|f| f == field),
+            "{field}"
+        );
+    }
+    assert!(response["example"]["scoring"].is_number());
+    for path in ["/health/live", "/health/ready", "/health"] {
+        assert!(doc["paths"].get(path).is_some(), "{path}");
+    }
+}

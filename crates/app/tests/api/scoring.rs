@@ -1,0 +1,134 @@
+//! Scoring: the answer's contract and the rolling statistics.
+
+use antifraud_app::config::Cli;
+use serde_json::Value;
+use time::Duration;
+use time::format_description::well_known::Rfc3339;
+
+use crate::helpers::{spawn_app, spawn_app_with, transaction};
+
+const RESPONSE_FIELDS: [&str; 16] = [
+    "customer_id",
+    "transaction_id",
+    "scoring",
+    "is_fraud",
+    "processing_time_ms",
+    "customer_transaction_count_3h",
+    "customer_transaction_count_6h",
+    "customer_transaction_count_12h",
+    "customer_transaction_count_24h",
+    "customer_avg_amount_3h",
+    "customer_avg_amount_6h",
+    "customer_avg_amount_12h",
+    "customer_avg_amount_24h",
+    "processed_at",
+    "model_name",
+    "model_status",
+];
+
+#[tokio::test]
+async fn a_valid_transaction_is_scored_with_every_contract_field() {
+    let app = spawn_app().await;
+    let response = app
+        .score(&transaction("alice", "tx-1", 125.5, Duration::ZERO))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    let body: Value = response.json().await.expect("JSON");
+
+    for field in RESPONSE_FIELDS {
+        assert!(body.get(field).is_some(), "missing {field} in {body}");
+    }
+    assert_eq!(body["customer_id"], "alice");
+    assert_eq!(body["transaction_id"], "tx-1");
+    let score = body["scoring"].as_f64().expect("a number");
+    assert!((0.0..=1.0).contains(&score));
+    assert_eq!(body["is_fraud"], score >= 0.7);
+    assert!(body["processing_time_ms"].as_f64().expect("a number") >= 0.0);
+    for window in ["3h", "6h", "12h", "24h"] {
+        assert_eq!(body[format!("customer_transaction_count_{window}")], 1);
+        assert_eq!(body[format!("customer_avg_amount_{window}")], 125.5);
+    }
+    let processed_at = body["processed_at"].as_str().expect("a string");
+    let parsed = time::OffsetDateTime::parse(processed_at, &Rfc3339).expect("RFC 3339");
+    assert!(processed_at.ends_with('Z') && parsed.offset().is_utc());
+    assert_eq!(body["model_name"], "builtin-logistic");
+    assert_eq!(body["model_status"], "ok");
+}
+
+#[tokio::test]
+async fn statistics_cover_each_window_on_event_time() {
+    let app = spawn_app().await;
+    let h = Duration::hours;
+    for (id, amount, offset) in [
+        ("a", 100.0, -h(20)),
+        ("b", 200.0, -h(10)),
+        ("c", 300.0, -h(5)),
+        ("d", 400.0, -h(1)),
+        ("later", 9_000.0, Duration::minutes(2)),
+    ] {
+        app.score_ok(&transaction("bob", id, amount, offset)).await;
+    }
+    let body = app
+        .score_ok(&transaction("bob", "now", 500.0, Duration::ZERO))
+        .await;
+    let expect = [
+        ("3h", 2, 450.0),
+        ("6h", 3, 400.0),
+        ("12h", 4, 350.0),
+        ("24h", 5, 300.0),
+    ];
+    for (window, count, avg) in expect {
+        assert_eq!(
+            body[format!("customer_transaction_count_{window}")],
+            count,
+            "{window}"
+        );
+        assert_eq!(
+            body[format!("customer_avg_amount_{window}")],
+            avg,
+            "{window}"
+        );
+    }
+    let other = app
+        .score_ok(&transaction("carol", "now", 1.0, Duration::ZERO))
+        .await;
+    assert_eq!(
+        other["customer_transaction_count_24h"], 1,
+        "customers do not mix"
+    );
+}
+
+#[tokio::test]
+async fn the_fraud_threshold_is_configurable() {
+    for (threshold, expected) in [("0", true), ("1", false)] {
+        let app = spawn_app_with(Cli {
+            fraud_threshold: Some(threshold.into()),
+            ..Cli::default()
+        })
+        .await;
+        let body = app
+            .score_ok(&transaction("dave", "tx", 10.0, Duration::ZERO))
+            .await;
+        assert_eq!(body["is_fraud"], expected, "threshold {threshold}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_risky_transaction_scores_higher_than_an_ordinary_one() {
+    let app = spawn_app().await;
+    let ordinary = app
+        .score_ok(&transaction("erin", "ok", 40.0, Duration::ZERO))
+        .await;
+    let mut risky = transaction("frank", "risky", 4_000.0, Duration::ZERO);
+    risky["merchant_risk_score"] = 0.95.into();
+    risky["card_risk_score"] = 0.9.into();
+    risky["is_device_alert"] = true.into();
+    risky["channel"] = "online".into();
+    let risky = app.score_ok(&risky).await;
+    assert!(
+        risky["scoring"].as_f64() > ordinary["scoring"].as_f64(),
+        "{risky} vs {ordinary}"
+    );
+}

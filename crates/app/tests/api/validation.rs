@@ -1,0 +1,219 @@
+//! Bad input gets a clear 4xx naming the field, and nothing is recorded.
+
+use serde_json::{Value, json};
+use time::Duration;
+
+use crate::helpers::{TestApp, count_24h, fields, problem, spawn_app, transaction};
+
+/// After rejections, the customer's next valid transaction must be its first.
+async fn assert_nothing_recorded(app: &TestApp, customer: &str) {
+    let body = app
+        .score_ok(&transaction(customer, "after", 1.0, Duration::ZERO))
+        .await;
+    assert_eq!(count_24h(&body), 1, "a rejected request was recorded");
+}
+
+#[tokio::test]
+async fn malformed_json_and_wrong_types_get_400_naming_the_field() {
+    let app = spawn_app().await;
+    let valid = transaction("alice", "tx", 10.0, Duration::ZERO).to_string();
+    let with = |field: &str, raw: &str| {
+        let mut body: Value = serde_json::from_str(&valid).expect("JSON");
+        body.as_object_mut().expect("object").remove(field);
+        let text = body.to_string();
+        format!("{{\"{field}\":{raw},{}", &text[1..])
+    };
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"".to_vec(), "body"),
+        (b"{".to_vec(), "body"),
+        (valid[..valid.len() - 1].as_bytes().to_vec(), "body"),
+        (b"[]".to_vec(), "body"),
+        (b"null".to_vec(), "body"),
+        (b"\"tx\"".to_vec(), "body"),
+        (format!("{valid} trailing").into_bytes(), "body"),
+        (vec![b'{', 0xff, 0xfe, b'}'], "body"),
+        (with("amount", "\"12.5\"").into_bytes(), "amount"),
+        (with("amount", "NaN").into_bytes(), "amount"),
+        (with("amount", "Infinity").into_bytes(), "amount"),
+        (with("amount", "1e400").into_bytes(), "amount"),
+        (with("type", "1.5").into_bytes(), "type"),
+        (with("type", "\"1\"").into_bytes(), "type"),
+        (with("customer_id", "42").into_bytes(), "customer_id"),
+        (
+            with("is_velocity_alert", "\"yes\"").into_bytes(),
+            "is_velocity_alert",
+        ),
+        (
+            with("customer_segments", "[\"a\", 1]").into_bytes(),
+            "customer_segments[1]",
+        ),
+        (
+            with("customer_segments", "\"a\"").into_bytes(),
+            "customer_segments",
+        ),
+        // serde reports a duplicate at the object's level; the detail names the field.
+        (
+            format!("{{\"amount\":1,{}", &valid[1..]).into_bytes(),
+            "body",
+        ),
+    ];
+    for (body, field) in cases {
+        let shown = String::from_utf8_lossy(&body).into_owned();
+        let problem = problem(app.score_raw(body).await, 400).await;
+        assert_eq!(
+            problem["type"], "urn:antifraud:problem:malformed-body",
+            "{shown}"
+        );
+        let named = fields(&problem);
+        assert!(
+            named.len() == 1 && named[0].starts_with(field),
+            "{shown}: {named:?} not {field}"
+        );
+        if shown.starts_with("{\"amount\":1,") {
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .expect("detail")
+                    .contains("duplicate field `amount`")
+            );
+        }
+    }
+    assert_nothing_recorded(&app, "alice").await;
+}
+
+#[tokio::test]
+async fn invalid_values_get_422_naming_each_field() {
+    let app = spawn_app().await;
+    let h = Duration::hours;
+    let cases: Vec<(&str, Value)> = vec![
+        ("amount", json!(-0.01)),
+        ("amount", json!(1e13)),
+        ("currency", json!("usd")),
+        ("currency", json!("EURO")),
+        ("currency", json!("XXX")),
+        ("type", json!(-1)),
+        ("type", json!(70_000)),
+        ("customer_id", json!("")),
+        ("customer_id", json!("x".repeat(257))),
+        ("customer_id", json!("line\nbreak")),
+        ("transaction_id", json!("   ")),
+        ("merchant_id", json!("")),
+        ("card_bin", json!("4111")),
+        ("card_bin", json!("4111-11")),
+        ("ip_address", json!("999.1.1.1")),
+        ("ip_address", json!("not-an-ip")),
+        ("device_id", json!("")),
+        ("location", json!("")),
+        ("channel", json!("")),
+        ("timestamp", json!("yesterday")),
+        ("timestamp", json!("2026-13-01T00:00:00Z")),
+        ("timestamp", json!("2026-11-25T10:00:00")),
+        ("timestamp", json!(crate::helpers::at(-h(25)))),
+        (
+            "timestamp",
+            json!(crate::helpers::at(Duration::minutes(10))),
+        ),
+        ("merchant_risk_score", json!(1.5)),
+        ("card_risk_score", json!(-0.1)),
+        ("customer_risk_score", json!(2)),
+        ("customer_segments", json!(vec!["s"; 33])),
+        ("transaction_category", json!("")),
+    ];
+    for (field, value) in cases {
+        let mut body = transaction("bob", "tx", 10.0, Duration::ZERO);
+        body[field] = value.clone();
+        let problem = problem(app.score(&body).await, 422).await;
+        assert_eq!(problem["type"], "urn:antifraud:problem:invalid-transaction");
+        assert_eq!(fields(&problem), [field], "{field} = {value}");
+        let error = &problem["errors"][0];
+        assert_eq!(error["pointer"], format!("#/{field}"));
+        assert!(
+            error["code"].is_string() && error["detail"].is_string(),
+            "{error}"
+        );
+    }
+    assert_nothing_recorded(&app, "bob").await;
+}
+
+#[tokio::test]
+async fn missing_required_fields_are_all_listed() {
+    let app = spawn_app().await;
+    let problem = problem(
+        app.score(&json!({"customer_id": "carol", "amount": null}))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        fields(&problem),
+        [
+            "transaction_id",
+            "amount",
+            "currency",
+            "type",
+            "merchant_id",
+            "card_bin",
+            "ip_address",
+            "device_id",
+            "location",
+            "channel",
+            "timestamp"
+        ]
+    );
+    assert!(
+        problem["errors"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|e| e["code"] == "missing")
+    );
+    assert_nothing_recorded(&app, "carol").await;
+}
+
+#[tokio::test]
+async fn unknown_fields_are_ignored() {
+    let app = spawn_app().await;
+    let mut body = transaction("dave", "tx", 10.0, Duration::ZERO);
+    body["something_new"] = json!({"nested": [1, 2, 3]});
+    app.score_ok(&body).await;
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_or_too_large_is_refused() {
+    let app = spawn_app().await;
+    let url = format!("{}/api/v1/transactions", app.address);
+    let tx = transaction("erin", "tx", 10.0, Duration::ZERO).to_string();
+    let as_text = app
+        .client
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body(tx.clone())
+        .send();
+    problem(as_text.await.expect("answer"), 415).await;
+    let form = app
+        .client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(tx);
+    problem(form.send().await.expect("answer"), 415).await;
+
+    let mut huge = transaction("erin", "tx", 10.0, Duration::ZERO);
+    huge["location"] = "x".repeat(70 * 1024).into();
+    problem(app.score(&huge).await, 413).await;
+    assert_nothing_recorded(&app, "erin").await;
+}
+
+#[tokio::test]
+async fn hostile_but_valid_ids_are_taken_literally() {
+    let app = spawn_app().await;
+    for (i, customer) in ["{tag}", "a:b", "with space", "ünïcødé ✓", &"x".repeat(256)]
+        .iter()
+        .enumerate()
+    {
+        let body = app
+            .score_ok(&transaction(customer, "tx", i as f64, Duration::ZERO))
+            .await;
+        assert_eq!(body["customer_id"], *customer);
+        assert_eq!(count_24h(&body), 1, "{customer}");
+    }
+}
