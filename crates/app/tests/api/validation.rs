@@ -26,7 +26,7 @@ async fn malformed_json_and_wrong_types_get_400_naming_the_field() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"".to_vec(), "body"),
         (b"{".to_vec(), "body"),
-        (valid[..valid.len() - 1].as_bytes().to_vec(), "body"),
+        (valid.as_bytes()[..valid.len() - 1].to_vec(), "body"),
         (b"[]".to_vec(), "body"),
         (b"null".to_vec(), "body"),
         (b"\"tx\"".to_vec(), "body"),
