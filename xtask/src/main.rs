@@ -72,27 +72,21 @@ struct Test {
 impl Test {
     fn run(self) -> anyhow::Result<()> {
         let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        // nextest does not run doc tests; they are part of the suite. They run first so that the
+        // runner's summary of the whole suite is the last thing printed.
+        if extra.is_empty() {
+            cargo(&["test", "--workspace", "--locked", "--doc"])?;
+        }
         if has_nextest() {
-            let mut args = vec![
-                "nextest",
-                "run",
-                "--workspace",
-                "--locked",
-                "--no-fail-fast",
-            ];
+            let mut args = vec!["nextest", "run", "--workspace", "--locked", "--no-fail-fast"];
             args.extend(&extra);
-            cargo(&args)?;
+            cargo(&args)
         } else {
             println!("test: cargo-nextest not found, using cargo test");
             let mut args = vec!["test", "--workspace", "--locked", "--no-fail-fast"];
             args.extend(&extra);
-            cargo(&args)?;
+            cargo(&args)
         }
-        // nextest does not run doc tests; they are part of the suite.
-        if extra.is_empty() {
-            cargo(&["test", "--workspace", "--locked", "--doc"])?;
-        }
-        Ok(())
     }
 }
 

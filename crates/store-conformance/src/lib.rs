@@ -16,7 +16,7 @@ use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 /// to a future of an `Arc` of the store under test; it is evaluated once per case. The calling
 /// crate needs `tokio` with the `macros` and `rt-multi-thread` features as a dev-dependency.
 ///
-/// ```ignore
+/// ```text
 /// antifraud_store_conformance::store_conformance_tests!(async { Arc::new(MemoryStore::new()) });
 /// ```
 #[macro_export]
