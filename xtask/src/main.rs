@@ -78,7 +78,13 @@ impl Test {
             cargo(&["test", "--workspace", "--locked", "--doc"])?;
         }
         if has_nextest() {
-            let mut args = vec!["nextest", "run", "--workspace", "--locked", "--no-fail-fast"];
+            let mut args = vec![
+                "nextest",
+                "run",
+                "--workspace",
+                "--locked",
+                "--no-fail-fast",
+            ];
             args.extend(&extra);
             cargo(&args)
         } else {

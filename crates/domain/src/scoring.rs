@@ -161,13 +161,10 @@ where
     /// See [`ScoreError`]. A slow or failing model is not an error: the default score is used.
     pub async fn score(&self, input: TransactionInput) -> Result<Scored, ScoreError> {
         let started = Instant::now();
-        let tx = input.validate(self.clock.now())?;
+        let received_at = self.clock.now();
+        let tx = input.validate(received_at)?;
         let fingerprint = Fingerprint::of(&tx);
-        let stats = match self
-            .store
-            .record(&tx, &fingerprint, self.clock.now())
-            .await?
-        {
+        let stats = match self.store.record(&tx, &fingerprint, received_at).await? {
             RecordOutcome::Recorded(stats) => stats,
             RecordOutcome::Replayed(assessment) => {
                 return Ok(Scored {
@@ -187,7 +184,8 @@ where
             stats,
             model: self.model.identity(),
             model_status,
-            processing_time_ms: started.elapsed().as_secs_f64() * 1e3,
+            // Whole microseconds: finer digits are noise.
+            processing_time_ms: started.elapsed().as_micros() as f64 / 1e3,
             processed_at: self.clock.now(),
         };
         Ok(match self.store.commit(&tx, &assessment).await? {

@@ -49,9 +49,17 @@ impl Ledger {
     /// Forgets what is older than the retention at `now`.
     fn prune(&mut self, now: OffsetDateTime) {
         let horizon = now - RETENTION;
-        // Keys at or before the horizon go; `split_off` keeps everything after it.
-        self.events = self.events.split_off(&(horizon, u64::MAX));
-        self.transactions.retain(|_, tx| tx.timestamp > horizon);
+        // Every retained transaction has an event at its timestamp, so when the oldest event is
+        // still inside the retention nothing has expired: the common case costs one lookup.
+        let expired = self
+            .events
+            .first_key_value()
+            .is_some_and(|(&(oldest, _), _)| oldest <= horizon);
+        if expired {
+            // Keys at or before the horizon go; `split_off` keeps everything after it.
+            self.events = self.events.split_off(&(horizon, u64::MAX));
+            self.transactions.retain(|_, tx| tx.timestamp > horizon);
+        }
     }
 
     /// Statistics at `at` over the retained events.
@@ -174,5 +182,34 @@ impl TransactionStore for MemoryStore {
 
     async fn check(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use antifraud_store_conformance::transaction;
+    use time::Duration;
+    use time::macros::datetime;
+
+    #[tokio::test]
+    async fn sweeping_deletes_idle_customers_once_their_history_expires() {
+        let store = MemoryStore::new();
+        let t0 = datetime!(2026-11-25 12:00 UTC);
+        for (customer, at) in [("old", t0 - Duration::hours(2)), ("recent", t0)] {
+            let tx = transaction(customer, "tx", 1.0, at);
+            store
+                .record(&tx, &Fingerprint::of(&tx), at)
+                .await
+                .expect("recorded");
+        }
+        assert_eq!(store.customer_count(), 2);
+
+        store.purge_expired(t0 + Duration::hours(22) - Duration::seconds(1));
+        assert_eq!(store.customer_count(), 2, "nothing is 24 h old yet");
+        store.purge_expired(t0 + Duration::hours(22));
+        assert_eq!(store.customer_count(), 1, "the idle customer is gone at 24 h");
+        store.purge_expired(t0 + Duration::hours(24));
+        assert_eq!(store.customer_count(), 0);
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
-use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
+use antifraud_domain::{FraudModel, ModelStatus, ScoringService, TransactionStore};
 
 use crate::dto::{ScoreResponse, TransactionRequest};
 use crate::problem::{ApiError, Problem};
@@ -53,6 +53,15 @@ pub(crate) async fn score_transaction(
     })?;
     let transaction = parse(&body)?;
     let scored = scoring.score(transaction.into()).await?;
+    let assessment = &scored.assessment;
+    if !scored.replayed && assessment.model_status != ModelStatus::Ok {
+        // The use case already answered with the default score; this is the one place it is told.
+        tracing::warn!(
+            model.name = %assessment.model.name,
+            model.status = %assessment.model_status,
+            "model fell back to the default score"
+        );
+    }
     let mut response = HttpResponse::Ok();
     if scored.replayed {
         response.insert_header((IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")));
