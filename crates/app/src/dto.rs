@@ -43,7 +43,9 @@ pub(crate) struct TransactionRequest {
     pub kind: Option<i64>,
     /// Required. The merchant.
     pub merchant_id: Option<String>,
-    /// Required. The card's BIN: 6 to 8 digits.
+    /// Required. The card's BIN: 6 to 8 digits, as a string or a JSON integer.
+    #[serde(default, deserialize_with = "string_or_integer")]
+    #[schema(value_type = Option<String>, example = "411111")]
     pub card_bin: Option<String>,
     /// Required. IPv4 or IPv6 address of the payer.
     pub ip_address: Option<String>,
@@ -76,6 +78,30 @@ pub(crate) struct TransactionRequest {
     pub transaction_category: Option<String>,
     /// The client flags the amount as high.
     pub is_high_value: Option<bool>,
+}
+
+/// Reads a string, or a non-negative integer as its decimal digits: some payment systems send
+/// the BIN as a number.
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or a non-negative integer")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 impl From<TransactionRequest> for TransactionInput {

@@ -4,7 +4,10 @@ use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+use time::format_description::BorrowedFormatItem;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
 use crate::currency::Currency;
 use crate::validation::{Collector, ValidationError, Violation};
@@ -53,7 +56,7 @@ pub struct TransactionInput {
     pub location: Option<String>,
     /// Payment channel, such as `online`, `pos`, `atm`, `mobile`.
     pub channel: Option<String>,
-    /// When the payment happened, RFC 3339 with an offset.
+    /// When the payment happened, RFC 3339; without an offset it is read as UTC.
     pub timestamp: Option<String>,
     /// A label, when the client already knows (for training data); not used for scoring.
     pub is_fraud: Option<bool>,
@@ -168,7 +171,8 @@ pub struct Transaction {
 
 impl TransactionInput {
     /// Validates every field, `now` being the time of reception: the timestamp must lie within
-    /// ([`RETENTION`] before `now`, [`MAX_FUTURE_SKEW`] after `now`].
+    /// ([`RETENTION`] before `now`, [`MAX_FUTURE_SKEW`] after `now`]. A timestamp without an
+    /// offset (`2026-11-25T10:00:00`) is read as UTC.
     ///
     /// Absent optional booleans count as `false`. `-0.0` amounts are read as `0`.
     pub fn validate(self, now: OffsetDateTime) -> Result<Transaction, ValidationError> {
@@ -288,8 +292,17 @@ fn risk(score: f64) -> Result<f64, Violation> {
     }
 }
 
+/// `2026-11-25T10:00:00`, with optional fractional seconds: ISO 8601 without an offset.
+const NAIVE_DATE_TIME: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]");
+
 fn parse_timestamp(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Violation> {
     let at = OffsetDateTime::parse(text, &Rfc3339)
+        .or_else(|_| {
+            // Many clients serialise UTC without its offset (Python's naive `isoformat()`):
+            // such a date-time is read as UTC rather than refused.
+            PrimitiveDateTime::parse(text, NAIVE_DATE_TIME).map(PrimitiveDateTime::assume_utc)
+        })
         .map_err(|_| Violation::Format("an RFC 3339 date-time, such as 2026-11-25T10:00:00Z"))?;
     // Microseconds are kept: exact in every store (a Redis score is an f64), finer than any
     // payment system's clock.

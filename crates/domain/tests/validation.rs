@@ -275,7 +275,7 @@ fn each_invalid_value_is_refused_naming_its_field_and_reason() {
         ),
         (
             TransactionInput {
-                timestamp: Some("2026-11-25T11:59:00".into()),
+                timestamp: Some("2026-11-25T11:59:00+25:00".into()),
                 ..valid()
             },
             "timestamp",
@@ -409,6 +409,36 @@ fn timestamps_keep_their_instant_to_the_microsecond() {
     .validate(NOW)
     .expect("valid");
     assert_eq!(tx.timestamp(), datetime!(2026-11-25 11:30:00.123456 UTC));
+}
+
+#[test]
+fn a_timestamp_without_an_offset_is_read_as_utc() {
+    for (text, expected) in [
+        ("2026-11-25T11:30:00", datetime!(2026-11-25 11:30 UTC)),
+        (
+            "2026-11-25T11:30:00.250",
+            datetime!(2026-11-25 11:30:00.25 UTC),
+        ),
+        (
+            "2026-11-25T11:30:00.123456",
+            datetime!(2026-11-25 11:30:00.123456 UTC),
+        ),
+    ] {
+        let tx = TransactionInput {
+            timestamp: Some(text.into()),
+            ..valid()
+        }
+        .validate(NOW)
+        .expect("valid");
+        assert_eq!(tx.timestamp(), expected, "{text}");
+    }
+    for text in ["2026-11-25T11:30", "2026-11-25", "11:30:00"] {
+        let input = TransactionInput {
+            timestamp: Some(text.into()),
+            ..valid()
+        };
+        assert!(input.validate(NOW).is_err(), "{text}");
+    }
 }
 
 #[test]

@@ -208,7 +208,11 @@ mod tests {
         store.purge_expired(t0 + Duration::hours(22) - Duration::seconds(1));
         assert_eq!(store.customer_count(), 2, "nothing is 24 h old yet");
         store.purge_expired(t0 + Duration::hours(22));
-        assert_eq!(store.customer_count(), 1, "the idle customer is gone at 24 h");
+        assert_eq!(
+            store.customer_count(),
+            1,
+            "the idle customer is gone at 24 h"
+        );
         store.purge_expired(t0 + Duration::hours(24));
         assert_eq!(store.customer_count(), 0);
     }

@@ -43,6 +43,8 @@ async fn malformed_json_and_wrong_types_get_400_naming_the_field() {
             with("is_velocity_alert", "\"yes\"").into_bytes(),
             "is_velocity_alert",
         ),
+        (with("card_bin", "true").into_bytes(), "card_bin"),
+        (with("card_bin", "-411111").into_bytes(), "card_bin"),
         (
             with("customer_segments", "[\"a\", 1]").into_bytes(),
             "customer_segments[1]",
@@ -100,6 +102,7 @@ async fn invalid_values_get_422_naming_each_field() {
         ("merchant_id", json!("")),
         ("card_bin", json!("4111")),
         ("card_bin", json!("4111-11")),
+        ("card_bin", json!(4111)),
         ("ip_address", json!("999.1.1.1")),
         ("ip_address", json!("not-an-ip")),
         ("device_id", json!("")),
@@ -107,7 +110,7 @@ async fn invalid_values_get_422_naming_each_field() {
         ("channel", json!("")),
         ("timestamp", json!("yesterday")),
         ("timestamp", json!("2026-13-01T00:00:00Z")),
-        ("timestamp", json!("2026-11-25T10:00:00")),
+        ("timestamp", json!("25/11/2026 10:00")),
         ("timestamp", json!(crate::helpers::at(-h(25)))),
         (
             "timestamp",
@@ -168,6 +171,18 @@ async fn missing_required_fields_are_all_listed() {
             .all(|e| e["code"] == "missing")
     );
     assert_nothing_recorded(&app, "carol").await;
+}
+
+#[tokio::test]
+async fn a_numeric_bin_and_a_timestamp_without_offset_are_accepted() {
+    let app = spawn_app().await;
+    let mut body = transaction("frank", "tx", 10.0, Duration::ZERO);
+    body["card_bin"] = json!(41111111);
+    let naive = time::OffsetDateTime::now_utc().format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"
+    ));
+    body["timestamp"] = json!(naive.expect("formats"));
+    app.score_ok(&body).await;
 }
 
 #[tokio::test]
