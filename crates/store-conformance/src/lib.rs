@@ -12,17 +12,18 @@ use antifraud_domain::{
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
-/// Expands to one `#[tokio::test]` per conformance case. `$store` is an expression that evaluates
-/// to a future of an `Arc` of the store under test; it is evaluated once per case. The calling
-/// crate needs `tokio` with the `macros` and `rt-multi-thread` features as a dev-dependency.
+/// Expands to one `#[tokio::test]` per conformance case. `$setup` is an expression that evaluates
+/// to a future of `(guard, Arc<store>)`; it is evaluated once per case, and the guard (a server
+/// process, say) lives until the case ends. The calling crate needs `tokio` with the `macros` and
+/// `rt-multi-thread` features as a dev-dependency.
 ///
 /// ```text
-/// antifraud_store_conformance::store_conformance_tests!(async { Arc::new(MemoryStore::new()) });
+/// antifraud_store_conformance::store_conformance_tests!(async { ((), Arc::new(MemoryStore::new())) });
 /// ```
 #[macro_export]
 macro_rules! store_conformance_tests {
-    ($store:expr) => {
-        $crate::store_conformance_tests!(@cases $store;
+    ($setup:expr) => {
+        $crate::store_conformance_tests!(@cases $setup;
             windows_count_and_average_each_window,
             window_bounds_are_open_at_the_start_and_closed_at_the_end,
             later_transactions_do_not_count_for_earlier_ones,
@@ -36,15 +37,31 @@ macro_rules! store_conformance_tests {
             check_succeeds_on_a_healthy_store,
         );
     };
-    (@cases $store:expr; $($case:ident,)*) => {
+    (@cases $setup:expr; $($case:ident,)*) => {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
-                let store = $store.await;
+                let (_guard, store) = $setup.await;
                 $crate::$case(store).await;
             }
         )*
     };
+}
+
+/// Runs every case in turn against one store (cases use customers of their own), for stores that
+/// are expensive to set up, such as a cluster.
+pub async fn run_all<S: TransactionStore + 'static>(store: Arc<S>) {
+    windows_count_and_average_each_window(Arc::clone(&store)).await;
+    window_bounds_are_open_at_the_start_and_closed_at_the_end(Arc::clone(&store)).await;
+    later_transactions_do_not_count_for_earlier_ones(Arc::clone(&store)).await;
+    retry_after_commit_replays_the_saved_assessment(Arc::clone(&store)).await;
+    retry_before_commit_counts_once_and_first_commit_wins(Arc::clone(&store)).await;
+    same_ids_with_another_payload_conflict_and_are_not_recorded(Arc::clone(&store)).await;
+    transaction_ids_are_scoped_by_customer(Arc::clone(&store)).await;
+    customer_ids_are_taken_literally(Arc::clone(&store)).await;
+    concurrent_transactions_of_one_customer_get_exact_counts(Arc::clone(&store)).await;
+    transactions_older_than_the_retention_are_deleted(Arc::clone(&store)).await;
+    check_succeeds_on_a_healthy_store(Arc::clone(&store)).await;
 }
 
 /// A fixed reference time for the cases: every timestamp is relative to it.

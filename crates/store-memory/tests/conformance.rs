@@ -4,4 +4,4 @@ use std::sync::Arc;
 
 use antifraud_memory::MemoryStore;
 
-antifraud_store_conformance::store_conformance_tests!(async { Arc::new(MemoryStore::new()) });
+antifraud_store_conformance::store_conformance_tests!(async { ((), Arc::new(MemoryStore::new())) });

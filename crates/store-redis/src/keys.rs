@@ -1,0 +1,79 @@
+//! The key schema: every key of a customer shares one hash tag.
+
+use antifraud_domain::CustomerId;
+
+/// A customer's keys.
+///
+/// `af:{<hex of the customer id's UTF-8 bytes>}:<kind>`. Hex encoding keeps any id (braces,
+/// colons, spaces, unicode) from breaking the hash tag or colliding with another customer's keys,
+/// and the tag puts all of a customer's keys in one Redis Cluster slot, as its scripts require.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerKeys {
+    /// Sorted set of events: member `amount|transaction id`, score the timestamp in µs.
+    pub events: String,
+    /// Hash: transaction id → `fingerprint|timestamp µs`.
+    pub transactions: String,
+    /// Hash: transaction id → assessment (JSON).
+    pub assessments: String,
+    /// Hash: minute number since the epoch → `count sum`.
+    pub minutes: String,
+    /// Hash: hour number since the epoch → `count sum`.
+    pub hours: String,
+}
+
+impl CustomerKeys {
+    /// The keys of `customer`.
+    pub fn new(customer: &CustomerId) -> Self {
+        let tag = super::hex(customer.as_str().as_bytes());
+        let key = |kind: &str| format!("af:{{{tag}}}:{kind}");
+        CustomerKeys {
+            events: key("ev"),
+            transactions: key("tx"),
+            assessments: key("as"),
+            minutes: key("mb"),
+            hours: key("hb"),
+        }
+    }
+
+    /// The keys of the record script, in its order.
+    pub(crate) fn record(&self) -> Vec<String> {
+        vec![
+            self.events.clone(),
+            self.transactions.clone(),
+            self.assessments.clone(),
+            self.minutes.clone(),
+            self.hours.clone(),
+        ]
+    }
+
+    /// The keys of the commit script, in its order.
+    pub(crate) fn commit(&self) -> Vec<String> {
+        vec![self.transactions.clone(), self.assessments.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_look_alike_get_distinct_keys_with_one_clean_hash_tag() {
+        let ids = ["a", "a ", "{a}", "a}:{b", "a:b", "é", "e\u{301}", "A"];
+        let keys: Vec<_> = ids
+            .iter()
+            .map(|id| CustomerKeys::new(&CustomerId::parse(*id).expect("valid")))
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            let tag = &k.events
+                [k.events.find('{').expect("a tag") + 1..k.events.find('}').expect("a tag")];
+            assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{}", k.events);
+            for kind in [&k.transactions, &k.assessments, &k.minutes, &k.hours] {
+                assert!(kind.contains(&format!("{{{tag}}}")), "one tag for all keys");
+            }
+            for other in &keys[i + 1..] {
+                assert_ne!(k.events, other.events);
+            }
+        }
+        assert_eq!(keys[0].events, "af:{61}:ev");
+    }
+}

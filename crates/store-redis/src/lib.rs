@@ -1,0 +1,260 @@
+//! The Redis [`TransactionStore`], through the `fred` client: the production store.
+//!
+//! Each step of the unit of work is one server-side Lua script, so recording and aggregating a
+//! transaction is one network round trip and atomic. Scripts are loaded once and called by SHA;
+//! after `SCRIPT FLUSH` or a restart they are loaded again transparently. Every key of a customer
+//! shares one hash tag, so the scripts run unchanged on Redis Cluster. The key schema and the
+//! cost of each request are in `docs/redis.md`.
+
+mod keys;
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use antifraud_domain::{
+    Assessment, CommitOutcome, Fingerprint, RETENTION, RecordOutcome, StoreError, Transaction,
+    TransactionStore, Window, WindowStat, WindowStats,
+};
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use time::OffsetDateTime;
+
+pub use keys::CustomerKeys;
+
+const RECORD_LUA: &str = include_str!("record.lua");
+const COMMIT_LUA: &str = include_str!("commit.lua");
+
+/// How long a customer's keys live after their last write: the retention plus the accepted clock
+/// skew (a transaction may be 5 minutes ahead) plus a margin.
+const KEY_TTL: Duration = Duration::from_secs(24 * 3600 + 10 * 60);
+
+/// Connection settings.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://`, `rediss://` (TLS), `redis-cluster://` or `redis-sentinel://`, as fred parses
+    /// them.
+    pub url: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// Longest wait for one command, reconnection included; well inside the request budget.
+    pub command_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &"<redacted>")
+            .field("pool_size", &self.pool_size)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+impl RedisSettings {
+    /// The defaults for `url`: a pool of 4, 50 ms per command.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisSettings {
+            url: url.into(),
+            pool_size: 4,
+            command_timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The Redis store. Cheap to share behind an `Arc`.
+pub struct RedisStore {
+    pool: Pool,
+    record: Script,
+    commit: Script,
+}
+
+impl RedisStore {
+    /// Builds the pool and starts connecting. Does not wait for Redis to be reachable: until it
+    /// is, commands fail with [`StoreError::Unavailable`] after the command timeout and the
+    /// pool keeps reconnecting with backoff.
+    ///
+    /// # Errors
+    /// [`StoreError::Internal`] when the URL or the settings are invalid.
+    pub fn connect(settings: &RedisSettings) -> Result<RedisStore, StoreError> {
+        let config =
+            Config::from_url(&settings.url).map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let pool = Builder::from_config(config)
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = settings.command_timeout;
+            })
+            .with_connection_config(|connection| {
+                connection.connection_timeout = Duration::from_secs(1);
+                connection.internal_command_timeout = Duration::from_secs(1);
+                // A command is tried once: a retry after a timeout could not answer in time anyway.
+                // (Replaying the script would be safe: it is idempotent.)
+                connection.max_command_attempts = 1;
+                // Commands queued while disconnected are bounded; beyond that they fail at once.
+                connection.max_command_buffer_len = 10_000;
+            })
+            // Reconnect forever: 10 ms, doubling up to 1 s between attempts.
+            .set_policy(ReconnectPolicy::new_exponential(0, 10, 1_000, 2))
+            .build_pool(settings.pool_size.max(1))
+            .map_err(|e| StoreError::Internal(Box::new(e)))?;
+        pool.connect();
+        Ok(RedisStore {
+            pool,
+            record: Script::from_lua(RECORD_LUA),
+            commit: Script::from_lua(COMMIT_LUA),
+        })
+    }
+
+    /// Waits until every connection of the pool is up, at most `timeout`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis cannot be reached in time.
+    pub async fn wait_for_connect(&self, timeout: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(timeout, self.pool.wait_for_connect()).await {
+            Ok(result) => result.map_err(classify),
+            Err(_) => Err(StoreError::Unavailable(
+                format!("no connection to Redis within {timeout:?}").into(),
+            )),
+        }
+    }
+
+    /// Closes every connection.
+    pub async fn quit(&self) {
+        let _ = self.pool.quit().await;
+    }
+}
+
+/// A fred error as a store error: I/O, timeouts and cluster churn are transient; anything else
+/// means the data or a script is not what this code expects.
+fn classify(error: Error) -> StoreError {
+    match error.kind() {
+        ErrorKind::IO
+        | ErrorKind::Timeout
+        | ErrorKind::Canceled
+        | ErrorKind::Cluster
+        | ErrorKind::Routing
+        | ErrorKind::Backpressure
+        | ErrorKind::Sentinel
+        | ErrorKind::Tls
+        | ErrorKind::Auth => StoreError::Unavailable(Box::new(error)),
+        // Redis refuses scripts while it loads its dataset or runs a long script: transient too.
+        _ if error.details().starts_with("LOADING") || error.details().starts_with("BUSY") => {
+            StoreError::Unavailable(Box::new(error))
+        }
+        _ => StoreError::Internal(Box::new(error)),
+    }
+}
+
+fn internal(message: impl Into<String>) -> StoreError {
+    StoreError::Internal(message.into().into())
+}
+
+/// Microseconds since the Unix epoch: exact in a Redis score (an `f64`) for any date the service
+/// accepts.
+fn micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+#[async_trait]
+impl TransactionStore for RedisStore {
+    async fn record(
+        &self,
+        tx: &Transaction,
+        fingerprint: &Fingerprint,
+        now: OffsetDateTime,
+    ) -> Result<RecordOutcome, StoreError> {
+        let keys = CustomerKeys::new(tx.customer_id());
+        let mut args: Vec<String> = vec![
+            tx.transaction_id().as_str().to_owned(),
+            hex(&fingerprint.0),
+            micros(tx.timestamp()).to_string(),
+            // Rust prints the shortest text that reads back as the same f64; so does Lua's tonumber.
+            tx.amount().to_string(),
+            micros(now).to_string(),
+            (RETENTION.whole_microseconds() as i64).to_string(),
+            KEY_TTL.as_millis().to_string(),
+        ];
+        args.extend(Window::ALL.map(|w| (w.duration().whole_microseconds() as i64).to_string()));
+        let reply: Vec<String> = self
+            .record
+            .evalsha_with_reload(self.pool.next(), keys.record(), args)
+            .await
+            .map_err(classify)?;
+        match reply.first().map(String::as_str) {
+            Some("conflict") => Ok(RecordOutcome::Conflict),
+            Some("replayed") => {
+                let json = reply
+                    .get(1)
+                    .ok_or_else(|| internal("replay without an assessment"))?;
+                let assessment: Assessment =
+                    serde_json::from_str(json).map_err(|e| StoreError::Internal(Box::new(e)))?;
+                Ok(RecordOutcome::Replayed(assessment))
+            }
+            Some("recorded") if reply.len() == 9 => {
+                let mut stats = [WindowStat::default(); 4];
+                for (i, stat) in stats.iter_mut().enumerate() {
+                    let count = &reply[1 + 2 * i];
+                    let sum = &reply[2 + 2 * i];
+                    *stat = WindowStat {
+                        count: count
+                            .parse()
+                            .map_err(|_| internal(format!("count {count:?}")))?,
+                        sum: sum.parse().map_err(|_| internal(format!("sum {sum:?}")))?,
+                    };
+                }
+                Ok(RecordOutcome::Recorded(WindowStats::from_windows(stats)))
+            }
+            _ => Err(internal(format!(
+                "unexpected reply from the record script: {reply:?}"
+            ))),
+        }
+    }
+
+    async fn commit(
+        &self,
+        tx: &Transaction,
+        assessment: &Assessment,
+    ) -> Result<CommitOutcome, StoreError> {
+        let keys = CustomerKeys::new(tx.customer_id());
+        let json =
+            serde_json::to_string(assessment).map_err(|e| StoreError::Internal(Box::new(e)))?;
+        let args = vec![
+            tx.transaction_id().as_str().to_owned(),
+            json,
+            KEY_TTL.as_millis().to_string(),
+        ];
+        let reply: Vec<String> = self
+            .commit
+            .evalsha_with_reload(self.pool.next(), keys.commit(), args)
+            .await
+            .map_err(classify)?;
+        match reply.first().map(String::as_str) {
+            Some("saved") => Ok(CommitOutcome::Saved),
+            Some("already") => {
+                let json = reply
+                    .get(1)
+                    .ok_or_else(|| internal("no saved assessment"))?;
+                let first =
+                    serde_json::from_str(json).map_err(|e| StoreError::Internal(Box::new(e)))?;
+                Ok(CommitOutcome::AlreadySaved(first))
+            }
+            Some("missing") => Err(internal("commit of a transaction that is not recorded")),
+            _ => Err(internal(format!(
+                "unexpected reply from the commit script: {reply:?}"
+            ))),
+        }
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let _: String = self.pool.next().ping(None).await.map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,251 @@
+//! Test harness for real dependencies: `redis-server` processes and a 3-master Redis Cluster, each
+//! on free loopback ports, in a directory of their own, stopped by pid when dropped.
+//!
+//! Tests never use port 6379 and never talk to a Redis they did not start.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer PING after it is started.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One `redis-server` process on a free loopback port.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a standalone server without persistence.
+    ///
+    /// # Panics
+    /// When `redis-server` is not installed (the message says how to install it) or does not
+    /// start: a test cannot run without its dependency.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments, on a free port whose cluster bus
+    /// port (port + 10000) is free too.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port_pair();
+            let dir =
+                std::env::temp_dir().join(format!("antifraud-redis-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a temporary directory");
+            let mut server = RedisServer {
+                port,
+                dir,
+                extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+                child: None,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                // Another process took the port between our probe and the start: try another.
+                Err(error) => last_error = error,
+            }
+        }
+        panic!("redis-server did not start: {last_error}");
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let child = command.spawn().map_err(|error| {
+            format!(
+                "cannot run redis-server ({error}); install it with `apt-get install redis-server` \
+                 (`cargo xtask test` does this on Debian when run as root)"
+            )
+        })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                self.child = None;
+                return Err(format!("exited with {status}: {stderr}"));
+            }
+            if self
+                .command(&["PING"])
+                .is_ok_and(|reply| reply.starts_with("+PONG"))
+            {
+                return Ok(());
+            }
+            pause(Duration::from_millis(20));
+        }
+        self.stop();
+        Err(format!(
+            "no PONG on port {} within {START_TIMEOUT:?}",
+            self.port
+        ))
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command (inline protocol) and returns the raw first reply line(s).
+    pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut buffer = [0u8; 4096];
+        let n = stream.read(&mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+    }
+
+    /// Kills the server (SIGKILL, by pid) and waits for it: a crash, as far as clients can tell.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty (nothing is persisted).
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().expect("redis-server restarts on its port");
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of three masters without replicas.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers, joins them, and waits for `cluster_state:ok`.
+    ///
+    /// # Panics
+    /// When the cluster does not form.
+    pub fn start() -> RedisCluster {
+        let nodes: Vec<_> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs; install it with `apt-get install redis-tools`");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = nodes.iter().all(|node| {
+                node.command(&["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            });
+            if ok {
+                return RedisCluster { nodes };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not reach cluster_state:ok"
+            );
+            pause(Duration::from_millis(100));
+        }
+    }
+
+    /// `redis-cluster://127.0.0.1:P1?node=127.0.0.1:P2&node=127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.nodes[0].port());
+        for (i, node) in self.nodes.iter().enumerate().skip(1) {
+            url.push(if i == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{}", node.port()));
+        }
+        url
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[RedisServer] {
+        &self.nodes
+    }
+}
+
+/// A free loopback port `p` below 55535 such that `p + 10000` (Redis Cluster's bus port) is
+/// free too. Probed by binding; a race with another process is handled by the caller's retry.
+fn free_port_pair() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind to a free port");
+        let port = listener.local_addr().expect("a bound address").port();
+        if port < 55_535 && port != 6379 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            return port;
+        }
+    }
+}
+
+/// Waits between polls. The harness is synchronous and runs at test set-up, so blocking the thread
+/// is what it means to do.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "synchronous set-up code, not an async worker"
+)]
+fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}
