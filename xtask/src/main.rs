@@ -71,29 +71,76 @@ struct Test {
 
 impl Test {
     fn run(self) -> anyhow::Result<()> {
+        ensure_redis()?;
         let extra: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        // nextest does not run doc tests; they are part of the suite. They run first so that the
-        // runner's summary of the whole suite is the last thing printed.
+        // nextest does not run doc tests; they are part of the suite. They and the API suite's
+        // pass against Redis run first, so that the summary of the whole suite is printed last.
         if extra.is_empty() {
             cargo(&["test", "--workspace", "--locked", "--doc"])?;
+            println!("test: the API suite against Redis (ANTIFRAUD_TEST_STORE=redis)");
+            run_tests(
+                &["-p", "antifraud-app", "--test", "api"],
+                Some(("ANTIFRAUD_TEST_STORE", "redis")),
+            )?;
         }
-        if has_nextest() {
-            let mut args = vec![
-                "nextest",
-                "run",
-                "--workspace",
-                "--locked",
-                "--no-fail-fast",
-            ];
-            args.extend(&extra);
-            cargo(&args)
-        } else {
-            println!("test: cargo-nextest not found, using cargo test");
-            let mut args = vec!["test", "--workspace", "--locked", "--no-fail-fast"];
-            args.extend(&extra);
-            cargo(&args)
+        let mut args = vec!["--workspace"];
+        args.extend(&extra);
+        run_tests(&args, None)
+    }
+}
+
+/// Runs tests with nextest when it is installed, else with `cargo test`.
+fn run_tests(args: &[&str], env: Option<(&str, &str)>) -> anyhow::Result<()> {
+    let mut full = if has_nextest() {
+        vec!["nextest", "run", "--locked", "--no-fail-fast"]
+    } else {
+        vec!["test", "--locked", "--no-fail-fast"]
+    };
+    full.extend(args);
+    cargo_with(&full, env)
+}
+
+/// The Redis tests start their own `redis-server` processes: make sure the binaries exist,
+/// installing Debian's package when we may, or saying exactly what to run.
+fn ensure_redis() -> anyhow::Result<()> {
+    let present = |program: &str| {
+        Command::new(program)
+            .arg("--version")
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if present("redis-server") && present("redis-cli") {
+        return Ok(());
+    }
+    let debian = Path::new("/etc/debian_version").exists();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+    if !(debian && root) {
+        bail!(
+            "the tests need redis-server and redis-cli; install them with \
+             `sudo apt-get install redis-server` (or your system's Redis 7 package)"
+        );
+    }
+    println!("test: installing Debian's redis-server (it is not started as a service)");
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", "redis-server"],
+    ] {
+        let status = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .context("cannot run apt-get")?;
+        if !status.success() {
+            bail!("apt-get {} failed ({status})", args.join(" "));
         }
     }
+    if !(present("redis-server") && present("redis-cli")) {
+        bail!("redis-server was installed but does not run");
+    }
+    Ok(())
 }
 
 fn has_nextest() -> bool {
@@ -105,8 +152,18 @@ fn has_nextest() -> bool {
 
 /// Runs cargo at the workspace root, failing when it fails.
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
-    println!("$ cargo {}", args.join(" "));
-    let status = Command::new(cargo_path())
+    cargo_with(args, None)
+}
+
+/// [`cargo`] with one more environment variable.
+fn cargo_with(args: &[&str], env: Option<(&str, &str)>) -> anyhow::Result<()> {
+    let shown = env.map(|(k, v)| format!("{k}={v} ")).unwrap_or_default();
+    println!("$ {shown}cargo {}", args.join(" "));
+    let mut command = Command::new(cargo_path());
+    if let Some((key, value)) = env {
+        command.env(key, value);
+    }
+    let status = command
         .args(args)
         .current_dir(workspace_root())
         .status()

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use antifraud_domain::ScoringPolicy;
+use antifraud_domain::{ScoringPolicy, StoreFailurePolicy};
+use antifraud_redis::RedisSettings;
 use clap::Parser;
 use serde::Deserialize;
 
@@ -39,6 +40,19 @@ pub struct Cli {
     )]
     pub redis_url: Option<String>,
 
+    /// Connections to Redis [default: 4].
+    #[arg(long, env = "ANTIFRAUD_REDIS_POOL_SIZE", value_name = "N")]
+    pub redis_pool_size: Option<String>,
+
+    /// Longest wait for one Redis command, in milliseconds (1..=10000) [default: 50].
+    #[arg(long, env = "ANTIFRAUD_REDIS_TIMEOUT_MS", value_name = "MS")]
+    pub redis_timeout_ms: Option<String>,
+
+    /// When the store is unreachable or late: `reject` answers 503, `degrade` scores without
+    /// history and marks the answer degraded [default: reject].
+    #[arg(long, env = "ANTIFRAUD_STORE_FAILURE_POLICY", value_name = "POLICY")]
+    pub store_failure_policy: Option<String>,
+
     /// Fraud model [default: builtin].
     #[arg(long, env = "ANTIFRAUD_MODEL", value_name = "MODEL")]
     pub model: Option<String>,
@@ -63,6 +77,9 @@ pub struct Cli {
 struct FileSettings {
     listen: Option<Scalar>,
     redis_url: Option<Scalar>,
+    redis_pool_size: Option<Scalar>,
+    redis_timeout_ms: Option<Scalar>,
+    store_failure_policy: Option<Scalar>,
     model: Option<Scalar>,
     model_timeout_ms: Option<Scalar>,
     default_score: Option<Scalar>,
@@ -113,6 +130,21 @@ macro_rules! setting {
 }
 setting!(LISTEN, "listen", "ANTIFRAUD_LISTEN");
 setting!(REDIS_URL, "redis-url", "ANTIFRAUD_REDIS_URL");
+setting!(
+    REDIS_POOL_SIZE,
+    "redis-pool-size",
+    "ANTIFRAUD_REDIS_POOL_SIZE"
+);
+setting!(
+    REDIS_TIMEOUT_MS,
+    "redis-timeout-ms",
+    "ANTIFRAUD_REDIS_TIMEOUT_MS"
+);
+setting!(
+    STORE_FAILURE_POLICY,
+    "store-failure-policy",
+    "ANTIFRAUD_STORE_FAILURE_POLICY"
+);
 setting!(MODEL, "model", "ANTIFRAUD_MODEL");
 setting!(
     MODEL_TIMEOUT_MS,
@@ -154,18 +186,15 @@ pub enum ConfigError {
 pub enum StoreSettings {
     /// The embedded in-memory store.
     Embedded,
-    /// Redis at this URL.
-    Redis {
-        /// The URL; it may hold a password, so it is never printed.
-        url: String,
-    },
+    /// Redis.
+    Redis(RedisSettings),
 }
 
 impl fmt::Debug for StoreSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreSettings::Embedded => f.write_str("Embedded"),
-            StoreSettings::Redis { .. } => f.write_str("Redis { url: <redacted> }"),
+            StoreSettings::Redis(redis) => redis.fmt(f),
         }
     }
 }
@@ -216,6 +245,23 @@ impl Settings {
                 )
             })?,
         };
+        let pool_size = match pick(cli.redis_pool_size, file.redis_pool_size) {
+            None => 4,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        REDIS_POOL_SIZE,
+                        &text,
+                        "expected a whole number from 1 to 64",
+                    ));
+                }
+            },
+        };
+        let command_timeout = match pick(cli.redis_timeout_ms, file.redis_timeout_ms) {
+            None => Duration::from_millis(50),
+            Some(text) => milliseconds(REDIS_TIMEOUT_MS, &text)?,
+        };
         let store = match pick(cli.redis_url, file.redis_url) {
             None => StoreSettings::Embedded,
             Some(url) if url.trim().is_empty() => StoreSettings::Embedded,
@@ -225,7 +271,6 @@ impl Settings {
                     "rediss://",
                     "redis-cluster://",
                     "redis-sentinel://",
-                    "unix://",
                 ];
                 if !known.iter().any(|scheme| url.starts_with(scheme)) {
                     return Err(ConfigError::Invalid {
@@ -234,9 +279,25 @@ impl Settings {
                         reason: format!("expected a URL starting with one of {}", known.join(", ")),
                     });
                 }
-                StoreSettings::Redis { url }
+                StoreSettings::Redis(RedisSettings {
+                    url,
+                    pool_size,
+                    command_timeout,
+                })
             }
         };
+        let store_failure =
+            match pick(cli.store_failure_policy, file.store_failure_policy).as_deref() {
+                None | Some("reject") => StoreFailurePolicy::Reject,
+                Some("degrade") => StoreFailurePolicy::Degrade,
+                Some(other) => {
+                    return Err(invalid(
+                        STORE_FAILURE_POLICY,
+                        other,
+                        "expected reject or degrade",
+                    ));
+                }
+            };
         let model = match pick(cli.model, file.model).as_deref() {
             None | Some("builtin") => ModelSettings::Builtin,
             Some(other) => return Err(invalid(MODEL, other, "expected builtin")),
@@ -244,16 +305,7 @@ impl Settings {
         let defaults = ScoringPolicy::DEFAULT;
         let timeout = match pick(cli.model_timeout_ms, file.model_timeout_ms) {
             None => defaults.model_timeout(),
-            Some(text) => match text.parse::<u64>() {
-                Ok(ms) if (1..=10_000).contains(&ms) => Duration::from_millis(ms),
-                _ => {
-                    return Err(invalid(
-                        MODEL_TIMEOUT_MS,
-                        &text,
-                        "expected whole milliseconds from 1 to 10000",
-                    ));
-                }
-            },
+            Some(text) => milliseconds(MODEL_TIMEOUT_MS, &text)?,
         };
         let score = |setting, raw: Option<String>, default: f64| match raw {
             None => Ok(default),
@@ -273,7 +325,8 @@ impl Settings {
             defaults.fraud_threshold(),
         )?;
         let policy = ScoringPolicy::new(timeout, default_score, threshold)
-            .expect("each value was checked against the policy's ranges above");
+            .expect("each value was checked against the policy's ranges above")
+            .with_store_failure(store_failure);
 
         Ok(Settings {
             listen,
@@ -281,6 +334,18 @@ impl Settings {
             model,
             policy,
         })
+    }
+}
+
+/// Whole milliseconds from 1 to 10 000.
+fn milliseconds(setting: Setting, text: &str) -> Result<Duration, ConfigError> {
+    match text.parse::<u64>() {
+        Ok(ms) if (1..=10_000).contains(&ms) => Ok(Duration::from_millis(ms)),
+        _ => Err(invalid(
+            setting,
+            text,
+            "expected whole milliseconds from 1 to 10000",
+        )),
     }
 }
 
@@ -358,10 +423,34 @@ mod tests {
         );
         assert_eq!(
             s.store,
-            StoreSettings::Redis {
-                url: "redis://127.0.0.1:7000".into()
-            }
+            StoreSettings::Redis(RedisSettings::new("redis://127.0.0.1:7000"))
         );
+        assert_eq!(s.policy.store_failure(), StoreFailurePolicy::Reject);
+    }
+
+    #[test]
+    fn redis_settings_and_the_failure_policy_are_read() {
+        let s = cli(&[
+            "--redis-url",
+            "redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001",
+            "--redis-pool-size",
+            "8",
+            "--redis-timeout-ms",
+            "20",
+            "--store-failure-policy",
+            "degrade",
+        ])
+        .expect("valid");
+        let StoreSettings::Redis(redis) = &s.store else {
+            panic!("{:?}", s.store)
+        };
+        assert_eq!(
+            (redis.pool_size, redis.command_timeout),
+            (8, Duration::from_millis(20))
+        );
+        assert_eq!(s.policy.store_failure(), StoreFailurePolicy::Degrade);
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("7000"), "the URL is never printed: {debug}");
     }
 
     #[test]

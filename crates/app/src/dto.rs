@@ -152,7 +152,8 @@ impl From<TransactionRequest> for TransactionInput {
     "processed_at": "2026-11-25T10:00:00.412Z",
     "model_name": "builtin-logistic",
     "model_version": "1",
-    "model_status": "ok"
+    "model_status": "ok",
+    "degraded": false
 }))]
 pub(crate) struct ScoreResponse {
     pub customer_id: String,
@@ -189,6 +190,9 @@ pub(crate) struct ScoreResponse {
     /// `ok`, or `timeout` / `error` when the default score was used.
     #[schema(pattern = "^(ok|timeout|error)$")]
     pub model_status: String,
+    /// `true` when the store failed and the service was configured to score anyway: the
+    /// statistics then cover this transaction alone, or the answer could not be saved for replay.
+    pub degraded: bool,
 }
 
 impl From<Assessment> for ScoreResponse {
@@ -216,6 +220,7 @@ impl From<Assessment> for ScoreResponse {
             model_name: a.model.name,
             model_version: a.model.version,
             model_status: a.model_status.as_str().to_owned(),
+            degraded: a.degraded,
         }
     }
 }

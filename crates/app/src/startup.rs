@@ -10,7 +10,8 @@ use actix_web::{App, HttpServer, web};
 use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
 use antifraud_memory::MemoryStore;
 use antifraud_model::BuiltinModel;
-use anyhow::{Context, bail};
+use antifraud_redis::RedisStore;
+use anyhow::Context;
 use time::OffsetDateTime;
 use utoipa::OpenApi;
 
@@ -22,6 +23,8 @@ use crate::system_clock::SystemClock;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// How often the embedded store deletes what fell out of the retention.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How long start-up waits for Redis before serving anyway.
+const REDIS_CONNECT_WAIT: Duration = Duration::from_secs(3);
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
@@ -30,21 +33,30 @@ pub struct Application {
     address: SocketAddr,
     server: Server,
     memory: Option<Arc<MemoryStore>>,
+    redis: Option<Arc<RedisStore>>,
 }
 
 impl Application {
     /// Builds the adapters and binds the listener. Binding here, before running, lets callers
     /// (tests) ask for port 0 and read the real port from [`Application::port`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let (store, memory): (Arc<dyn TransactionStore>, _) = match &settings.store {
+        let (store, memory, redis): (Arc<dyn TransactionStore>, _, _) = match &settings.store {
             StoreSettings::Embedded => {
                 let memory = Arc::new(MemoryStore::new());
-                (memory.clone(), Some(memory))
+                (memory.clone(), Some(memory), None)
             }
-            StoreSettings::Redis { .. } => bail!(
-                "--redis-url (ANTIFRAUD_REDIS_URL): the Redis store is not part of this version yet; \
-                 unset it to use the embedded store"
-            ),
+            StoreSettings::Redis(redis_settings) => {
+                let redis = Arc::new(
+                    RedisStore::connect(redis_settings)
+                        .context("--redis-url (ANTIFRAUD_REDIS_URL): invalid Redis settings")?,
+                );
+                // Start even when Redis is down: readiness says so, requests get the failure
+                // policy, and the pool keeps reconnecting.
+                if let Err(error) = redis.wait_for_connect(REDIS_CONNECT_WAIT).await {
+                    tracing::warn!(%error, "Redis is not reachable yet; the pool keeps trying");
+                }
+                (redis.clone(), None, Some(redis))
+            }
         };
         let model: Arc<dyn FraudModel> = match settings.model {
             ModelSettings::Builtin => Arc::new(BuiltinModel),
@@ -83,6 +95,7 @@ impl Application {
         tracing::info!(
             %address,
             store = if memory.is_some() { "embedded" } else { "redis" },
+            store_failure_policy = ?settings.policy.store_failure(),
             model = "builtin",
             model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
             default_score = settings.policy.default_score(),
@@ -93,6 +106,7 @@ impl Application {
             address,
             server,
             memory,
+            redis,
         })
     }
 
@@ -120,6 +134,10 @@ impl Application {
         let result = self.server.await;
         if let Some(sweeper) = sweeper {
             sweeper.abort();
+        }
+        // In-flight requests are done: close Redis cleanly.
+        if let Some(redis) = self.redis {
+            redis.quit().await;
         }
         result
     }

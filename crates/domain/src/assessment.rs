@@ -25,6 +25,10 @@ pub struct Assessment {
     pub model: ModelIdentity,
     /// Whether it answered; anything but `Ok` means `score` is the default.
     pub model_status: ModelStatus,
+    /// The store failed and the policy is to degrade: the statistics cover this transaction
+    /// alone, or the assessment could not be saved for replay.
+    #[serde(default)]
+    pub degraded: bool,
     /// Time from reception to the decision, in milliseconds.
     pub processing_time_ms: f64,
     /// When the decision was made, UTC.

@@ -51,7 +51,9 @@ pub use clock::Clock;
 pub use currency::Currency;
 pub use features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Feature, Features};
 pub use model::{FraudModel, ModelError, ModelIdentity, ModelStatus};
-pub use scoring::{ScoreError, Scored, ScoringPolicy, ScoringPolicyError, ScoringService};
+pub use scoring::{
+    ScoreError, Scored, ScoringPolicy, ScoringPolicyError, ScoringService, StoreFailurePolicy,
+};
 pub use store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
 pub use transaction::{
     CardBin, CustomerId, MAX_FUTURE_SKEW, RETENTION, Transaction, TransactionId, TransactionInput,

@@ -10,6 +10,7 @@ use crate::race::{Bounded, bounded};
 use crate::store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
 use crate::transaction::TransactionInput;
 use crate::validation::ValidationError;
+use crate::window::WindowStats;
 
 /// The knobs of the use case.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,6 +18,19 @@ pub struct ScoringPolicy {
     model_timeout: Duration,
     default_score: f64,
     fraud_threshold: f64,
+    store_failure: StoreFailurePolicy,
+}
+
+/// What to do when the store cannot be reached or answers too late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StoreFailurePolicy {
+    /// Refuse to score ([`ScoreError::Store`]): an answer always means the transaction is
+    /// recorded.
+    #[default]
+    Reject,
+    /// Score without history (the statistics of the transaction alone) and mark the assessment
+    /// degraded. Nothing is recorded, so nothing can be replayed.
+    Degrade,
 }
 
 /// A [`ScoringPolicy`] value is out of range.
@@ -46,6 +60,7 @@ impl ScoringPolicy {
         model_timeout: Duration::from_millis(100),
         default_score: 0.5,
         fraud_threshold: 0.7,
+        store_failure: StoreFailurePolicy::Reject,
     };
 
     /// A policy; every value is checked.
@@ -67,7 +82,21 @@ impl ScoringPolicy {
             model_timeout,
             default_score,
             fraud_threshold,
+            store_failure: StoreFailurePolicy::Reject,
         })
+    }
+
+    /// The same policy with another answer to store failures.
+    pub fn with_store_failure(self, store_failure: StoreFailurePolicy) -> Self {
+        ScoringPolicy {
+            store_failure,
+            ..self
+        }
+    }
+
+    /// What happens when the store fails.
+    pub fn store_failure(&self) -> StoreFailurePolicy {
+        self.store_failure
     }
 
     /// How long the model may take.
@@ -164,19 +193,26 @@ where
         let received_at = self.clock.now();
         let tx = input.validate(received_at)?;
         let fingerprint = Fingerprint::of(&tx);
-        let stats = match self.store.record(&tx, &fingerprint, received_at).await? {
-            RecordOutcome::Recorded(stats) => stats,
-            RecordOutcome::Replayed(assessment) => {
+        let degrade = self.policy.store_failure == StoreFailurePolicy::Degrade;
+        let (stats, recorded) = match self.store.record(&tx, &fingerprint, received_at).await {
+            Ok(RecordOutcome::Recorded(stats)) => (stats, true),
+            Ok(RecordOutcome::Replayed(assessment)) => {
                 return Ok(Scored {
                     assessment,
                     replayed: true,
                 });
             }
-            RecordOutcome::Conflict => return Err(ScoreError::Conflict),
+            Ok(RecordOutcome::Conflict) => return Err(ScoreError::Conflict),
+            Err(StoreError::Unavailable(_)) if degrade => {
+                // Without history: the statistics of this transaction alone.
+                let alone = [(tx.timestamp(), tx.amount())];
+                (WindowStats::aggregate(tx.timestamp(), alone), false)
+            }
+            Err(error) => return Err(error.into()),
         };
 
         let (score, model_status) = self.predict(&Features::new(&tx, &stats)).await;
-        let assessment = Assessment {
+        let mut assessment = Assessment {
             customer_id: tx.customer_id().clone(),
             transaction_id: tx.transaction_id().clone(),
             score,
@@ -184,20 +220,36 @@ where
             stats,
             model: self.model.identity(),
             model_status,
+            degraded: !recorded,
             // Whole microseconds: finer digits are noise.
             processing_time_ms: started.elapsed().as_micros() as f64 / 1e3,
             processed_at: self.clock.now(),
         };
-        Ok(match self.store.commit(&tx, &assessment).await? {
-            CommitOutcome::Saved => Scored {
+        if !recorded {
+            return Ok(Scored {
                 assessment,
                 replayed: false,
-            },
-            CommitOutcome::AlreadySaved(first) => Scored {
+            });
+        }
+        match self.store.commit(&tx, &assessment).await {
+            Ok(CommitOutcome::Saved) => Ok(Scored {
+                assessment,
+                replayed: false,
+            }),
+            Ok(CommitOutcome::AlreadySaved(first)) => Ok(Scored {
                 assessment: first,
                 replayed: true,
-            },
-        })
+            }),
+            // Recorded and counted, but a retry cannot replay this answer: say so.
+            Err(StoreError::Unavailable(_)) if degrade => {
+                assessment.degraded = true;
+                Ok(Scored {
+                    assessment,
+                    replayed: false,
+                })
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The model's probability, or the default score when it is late, fails, panics or answers

@@ -232,6 +232,7 @@ fn saved() -> Assessment {
         stats: stats(),
         model: identity(),
         model_status: ModelStatus::Ok,
+        degraded: false,
         processing_time_ms: 3.5,
         processed_at: datetime!(2026-11-25 11:59:30 UTC),
     }
@@ -323,4 +324,84 @@ fn policies_out_of_range_are_refused() {
     assert!(ScoringPolicy::new(ms(100), f64::NAN, 0.5).is_err());
     assert!(ScoringPolicy::new(ms(100), 0.5, -0.1).is_err());
     assert!(ScoringPolicy::new(ms(1), 0.0, 1.0).is_ok());
+}
+
+fn degrading() -> ScoringPolicy {
+    ScoringPolicy::DEFAULT.with_store_failure(antifraud_domain::StoreFailurePolicy::Degrade)
+}
+
+#[test]
+fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Err(StoreError::Unavailable("timed out".into())));
+    store.expect_commit().never();
+    let model = model_answering(|| Ok(0.2));
+    let service = ScoringService::new(store, model, clock(), degrading());
+
+    let scored = block_on(service.score(input())).expect("scored");
+
+    let a = scored.assessment;
+    assert!(a.degraded && !scored.replayed);
+    assert_eq!((a.score, a.model_status), (0.2, ModelStatus::Ok));
+    for window in Window::ALL {
+        assert_eq!(
+            a.stats.get(window),
+            WindowStat {
+                count: 1,
+                sum: 120.0
+            },
+            "only itself"
+        );
+    }
+}
+
+#[test]
+fn with_the_degrade_policy_a_failed_commit_is_marked_degraded() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
+    store
+        .expect_commit()
+        .returning(|_, _| Err(StoreError::Unavailable("timed out".into())));
+    let service = ScoringService::new(store, model_answering(|| Ok(0.2)), clock(), degrading());
+
+    let a = block_on(service.score(input())).expect("scored").assessment;
+
+    assert!(a.degraded);
+    assert_eq!(a.stats, stats(), "the history was read");
+}
+
+#[test]
+fn the_degrade_policy_does_not_hide_internal_store_errors() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Err(StoreError::Internal("broken script".into())));
+    let mut model = MockFraudModel::new();
+    model.expect_predict().never();
+    let service = ScoringService::new(store, model, clock(), degrading());
+    let result = block_on(service.score(input()));
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Internal(_)))),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn with_the_reject_policy_a_failed_commit_is_an_error() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
+    store
+        .expect_commit()
+        .returning(|_, _| Err(StoreError::Unavailable("timed out".into())));
+    let result = block_on(service(store, model_answering(|| Ok(0.2))).score(input()));
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
+        "{result:?}"
+    );
 }

@@ -113,6 +113,7 @@ pub fn assessment(tx: &Transaction, stats: WindowStats, score: f64) -> Assessmen
             version: "1".into(),
         },
         model_status: ModelStatus::Ok,
+        degraded: false,
         processing_time_ms: 1.25,
         processed_at: tx.timestamp(),
     }

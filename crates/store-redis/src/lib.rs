@@ -30,7 +30,7 @@ const COMMIT_LUA: &str = include_str!("commit.lua");
 const KEY_TTL: Duration = Duration::from_secs(24 * 3600 + 10 * 60);
 
 /// Connection settings.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
     /// `redis://`, `rediss://` (TLS), `redis-cluster://` or `redis-sentinel://`, as fred parses
     /// them.
@@ -185,7 +185,7 @@ impl TransactionStore for RedisStore {
         args.extend(Window::ALL.map(|w| (w.duration().whole_microseconds() as i64).to_string()));
         let reply: Vec<String> = self
             .record
-            .evalsha_with_reload(self.pool.next(), keys.record(), args)
+            .evalsha_with_reload(self.pool.next_connected(), keys.record(), args)
             .await
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
@@ -233,7 +233,7 @@ impl TransactionStore for RedisStore {
         ];
         let reply: Vec<String> = self
             .commit
-            .evalsha_with_reload(self.pool.next(), keys.commit(), args)
+            .evalsha_with_reload(self.pool.next_connected(), keys.commit(), args)
             .await
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
@@ -254,7 +254,12 @@ impl TransactionStore for RedisStore {
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        let _: String = self.pool.next().ping(None).await.map_err(classify)?;
+        let _: String = self
+            .pool
+            .next_connected()
+            .ping(None)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 }

@@ -109,9 +109,14 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Sends one command (inline protocol) and returns the raw first reply line(s).
+    /// Sends one command and returns the raw reply (RESP), as far as one read gets it.
     pub fn command(&self, args: &[&str]) -> std::io::Result<String> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        Self::command_on(self.port, args)
+    }
+
+    /// [`RedisServer::command`] by port, for use from another thread.
+    pub fn command_on(port: u16, args: &[&str]) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut request = format!("*{}\r\n", args.len());
         for arg in args {

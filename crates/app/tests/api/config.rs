@@ -40,18 +40,3 @@ fn invalid_settings_stop_start_up_with_one_line_naming_the_setting() {
         assert!(stderr.contains(named), "{stderr} names {named}");
     }
 }
-
-#[test]
-fn a_redis_url_is_refused_until_the_redis_store_exists() {
-    let output = antifraud(
-        &[],
-        &[("ANTIFRAUD_REDIS_URL", "redis://:hunter2@127.0.0.1:1")],
-    );
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
-    assert!(stderr.contains("--redis-url"), "{stderr}");
-    assert!(
-        !stderr.contains("hunter2"),
-        "the password is never printed: {stderr}"
-    );
-}

@@ -2,6 +2,7 @@
 
 use antifraud_app::config::Cli;
 use antifraud_app::{Application, Settings};
+use antifraud_testkit::RedisServer;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -10,6 +11,15 @@ use time::{Duration, OffsetDateTime};
 pub(crate) struct TestApp {
     pub(crate) address: String,
     pub(crate) client: reqwest::Client,
+    /// The Redis behind the service, when the suite runs against Redis.
+    pub(crate) redis: Option<RedisServer>,
+}
+
+/// Which store the suite runs against: `ANTIFRAUD_TEST_STORE=redis` (set by `cargo xtask test`
+/// for a second pass) gives every test a `redis-server` of its own; anything else, the embedded
+/// store.
+fn redis_requested() -> bool {
+    std::env::var("ANTIFRAUD_TEST_STORE").is_ok_and(|store| store == "redis")
 }
 
 /// Starts the service with default settings on a free port.
@@ -20,6 +30,16 @@ pub(crate) async fn spawn_app() -> TestApp {
 /// Starts the service with these settings (the listen address is always a free loopback port).
 /// The environment is not read, so tests are isolated from it.
 pub(crate) async fn spawn_app_with(cli: Cli) -> TestApp {
+    let redis = (redis_requested() && cli.redis_url.is_none()).then(RedisServer::start);
+    let redis_url = cli
+        .redis_url
+        .clone()
+        .or(redis.as_ref().map(RedisServer::url));
+    spawn_app_on(Cli { redis_url, ..cli }, redis).await
+}
+
+/// Starts the service with exactly these settings, keeping `redis` (if any) alive with it.
+pub(crate) async fn spawn_app_on(cli: Cli, redis: Option<RedisServer>) -> TestApp {
     let settings = Settings::from_cli(Cli {
         listen: Some("127.0.0.1:0".into()),
         ..cli
@@ -33,6 +53,7 @@ pub(crate) async fn spawn_app_with(cli: Cli) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
+        redis,
     }
 }
 

@@ -5,5 +5,6 @@ mod health;
 mod helpers;
 mod idempotency;
 mod openapi;
+mod redis_faults;
 mod scoring;
 mod validation;

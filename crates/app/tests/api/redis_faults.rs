@@ -1,0 +1,201 @@
+//! Redis faults, end to end: the service on a real `redis-server` that is killed, restarted,
+//! flushed of its scripts or put to sleep. No request hangs, none is counted twice, and the
+//! service recovers by itself.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use antifraud_app::config::Cli;
+use antifraud_testkit::RedisServer;
+use serde_json::Value;
+use time::Duration;
+
+use crate::helpers::{TestApp, count_24h, problem, spawn_app_on, transaction};
+
+/// Generous bound for "did not hang": far above the 100 ms command timeout used here, far below
+/// anything a client would wait.
+const NO_HANG: StdDuration = StdDuration::from_secs(2);
+
+async fn app_on_redis(server: RedisServer, policy: &str) -> TestApp {
+    spawn_app_on(
+        Cli {
+            redis_url: Some(server.url()),
+            redis_timeout_ms: Some("100".into()),
+            store_failure_policy: Some(policy.into()),
+            ..Cli::default()
+        },
+        Some(server),
+    )
+    .await
+}
+
+fn redis(app: &mut TestApp) -> &mut RedisServer {
+    app.redis
+        .as_mut()
+        .expect("this app runs on a Redis of its own")
+}
+
+/// A Redis that keeps its data across a restart, as production Redis does.
+fn durable_redis() -> RedisServer {
+    RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+}
+
+/// Posts and returns the status, the replay header and the body, checking it did not hang.
+async fn post(app: &TestApp, body: &Value) -> (u16, bool, Value) {
+    let started = Instant::now();
+    let response = app
+        .client
+        .post(format!("{}/api/v1/transactions", app.address))
+        .timeout(NO_HANG)
+        .json(body)
+        .send()
+        .await
+        .expect("an answer before the client's timeout");
+    assert!(started.elapsed() < NO_HANG);
+    let status = response.status().as_u16();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    let text = response.text().await.expect("a body");
+    (
+        status,
+        replayed,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+/// Retries `body` until it is answered 200, as a client would; at most 15 s.
+async fn until_ok(app: &TestApp, body: &Value) -> (bool, Value) {
+    let deadline = Instant::now() + StdDuration::from_secs(15);
+    loop {
+        let (status, replayed, json) = post(app, body).await;
+        if status == 200 {
+            return (replayed, json);
+        }
+        assert_eq!(status, 503, "only 503 while Redis is away: {json}");
+        assert!(Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reject_an_outage_gets_503_and_nothing_is_lost_or_counted_twice() {
+    let mut app = app_on_redis(durable_redis(), "reject").await;
+    let first = transaction("alice", "tx-1", 10.0, Duration::ZERO);
+    let second = transaction("alice", "tx-2", 20.0, Duration::ZERO);
+    assert_eq!(count_24h(&app.score_ok(&first).await), 1);
+
+    redis(&mut app).stop();
+    for _ in 0..3 {
+        let response = app
+            .client
+            .post(format!("{}/api/v1/transactions", app.address))
+            .timeout(NO_HANG)
+            .json(&second)
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = problem(response, 503).await;
+        assert_eq!(body["type"], "urn:antifraud:problem:store-unavailable");
+    }
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.expect("JSON")["checks"]["store"],
+        "failing"
+    );
+
+    redis(&mut app).restart();
+    let (_, body) = until_ok(&app, &second).await;
+    assert_eq!(
+        count_24h(&body),
+        2,
+        "the first survived, the second counts once"
+    );
+    let (replayed, again) = until_ok(&app, &second).await;
+    assert!(replayed);
+    assert_eq!(again, body);
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    while app.get("/health/ready").await.status() != 200 {
+        assert!(Instant::now() < deadline, "readiness did not recover");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_degrade_an_outage_scores_without_history_and_says_so() {
+    let mut app = app_on_redis(durable_redis(), "degrade").await;
+    app.score_ok(&transaction("bob", "tx-1", 10.0, Duration::ZERO))
+        .await;
+    redis(&mut app).stop();
+
+    let (status, replayed, body) =
+        post(&app, &transaction("bob", "tx-2", 30.0, Duration::ZERO)).await;
+    assert_eq!((status, replayed), (200, false), "{body}");
+    assert_eq!(body["degraded"], true);
+    assert_eq!(count_24h(&body), 1, "this transaction alone");
+    assert_eq!(body["customer_avg_amount_24h"], 30.0);
+
+    redis(&mut app).restart();
+    let deadline = Instant::now() + StdDuration::from_secs(15);
+    let body = loop {
+        let (status, _, body) = post(&app, &transaction("bob", "tx-3", 5.0, Duration::ZERO)).await;
+        assert_eq!(status, 200);
+        if body["degraded"] == false {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    };
+    assert_eq!(
+        count_24h(&body),
+        2,
+        "tx-1 and tx-3; the degraded tx-2 was never recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_flushed_mid_run_are_loaded_again() {
+    let mut app = app_on_redis(RedisServer::start(), "reject").await;
+    app.score_ok(&transaction("carol", "tx-1", 1.0, Duration::ZERO))
+        .await;
+    let reply = redis(&mut app)
+        .command(&["SCRIPT", "FLUSH"])
+        .expect("answered");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let body = app
+        .score_ok(&transaction("carol", "tx-2", 1.0, Duration::ZERO))
+        .await;
+    assert_eq!(count_24h(&body), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_answers_slowly_cannot_hold_a_request_past_the_budget() {
+    let server = RedisServer::start_with(&["--enable-debug-command", "local"]);
+    let port = server.port();
+    let app = app_on_redis(server, "reject").await;
+    app.score_ok(&transaction("dave", "tx-1", 1.0, Duration::ZERO))
+        .await;
+
+    // DEBUG SLEEP blocks Redis for a second on its own connection.
+    let sleeper = std::thread::spawn(move || {
+        let probe = RedisServer::command_on(port, &["DEBUG", "SLEEP", "1"]);
+        probe.expect("DEBUG SLEEP answered")
+    });
+    tokio::time::sleep(StdDuration::from_millis(100)).await;
+    let second = transaction("dave", "tx-2", 1.0, Duration::ZERO);
+    let started = Instant::now();
+    let (status, _, _) = post(&app, &second).await;
+    let waited = started.elapsed();
+    assert_eq!(status, 503);
+    assert!(
+        waited < StdDuration::from_millis(800),
+        "answered while Redis slept: {waited:?}"
+    );
+    assert!(sleeper.join().expect("no panic").starts_with("+OK"));
+
+    let (_, body) = until_ok(&app, &second).await;
+    assert_eq!(
+        count_24h(&body),
+        2,
+        "the timed-out attempt did not count twice"
+    );
+}
