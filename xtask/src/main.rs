@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask lint`: rustfmt check and clippy on every target with warnings denied.
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
+//! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
 
 // This binary owns its terminal: it reports to the developer directly.
 #![allow(clippy::print_stdout)]
@@ -25,12 +26,15 @@ enum Task {
     Lint(Lint),
     /// The whole test suite: unit, conformance, API and doc tests.
     Test(Test),
+    /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
+    BenchStore(BenchStore),
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Lint(lint) => lint.run(),
         Task::Test(test) => test.run(),
+        Task::BenchStore(bench) => bench.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +90,23 @@ impl Test {
         let mut args = vec!["--workspace"];
         args.extend(&extra);
         run_tests(&args, None)
+    }
+}
+
+#[derive(clap::Args)]
+struct BenchStore {}
+
+impl BenchStore {
+    fn run(self) -> anyhow::Result<()> {
+        ensure_redis()?;
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "antifraud-redis",
+            "--bench",
+            "record",
+        ])
     }
 }
 

@@ -270,7 +270,9 @@ impl Settings {
                     "redis://",
                     "rediss://",
                     "redis-cluster://",
+                    "rediss-cluster://",
                     "redis-sentinel://",
+                    "rediss-sentinel://",
                 ];
                 if !known.iter().any(|scheme| url.starts_with(scheme)) {
                     return Err(ConfigError::Invalid {

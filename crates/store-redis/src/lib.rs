@@ -263,3 +263,34 @@ impl TransactionStore for RedisStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_url_scheme_is_understood() {
+        for (url, tls) in [
+            ("redis://127.0.0.1:7000/0", false),
+            ("rediss://user:secret@127.0.0.1:7000", true),
+            ("redis-cluster://127.0.0.1:7000?node=127.0.0.1:7001", false),
+            ("rediss-cluster://127.0.0.1:7000?node=127.0.0.1:7001", true),
+            (
+                "redis-sentinel://127.0.0.1:26379?sentinelServiceName=main&node=127.0.0.1:26380",
+                false,
+            ),
+        ] {
+            let config = Config::from_url(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(config.tls.is_some(), tls, "{url}");
+        }
+    }
+
+    #[test]
+    fn settings_never_print_the_url() {
+        let debug = format!("{:?}", RedisSettings::new("redis://:hunter2@10.0.0.1:6379"));
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("10.0.0.1"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! Record-and-aggregate against a local `redis-server`: latency (one request at a time) and
+//! throughput (64 in flight) with one connection and with a pool of four, for customers with
+//! 1, 100 and 5,000 transactions in their 24 h window.
+//!
+//! The window's population is held steady: a customer's history is spread evenly over 24 h, and
+//! each measured request comes one spacing later on the store's clock, so one transaction enters
+//! and one expires, as in steady traffic. Run with `cargo xtask bench-store`; prints Markdown.
+
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration as StdDuration, Instant};
+
+use antifraud_domain::{Fingerprint, RETENTION, TransactionStore};
+use antifraud_redis::{RedisSettings, RedisStore};
+use antifraud_store_conformance::{transaction, unique_customer};
+use antifraud_testkit::RedisServer;
+use hdrhistogram::Histogram;
+use time::OffsetDateTime;
+
+const LATENCY_SAMPLES: u64 = 2_000;
+const THROUGHPUT_FOR: StdDuration = StdDuration::from_secs(3);
+const IN_FLIGHT: usize = 64;
+/// Customers shared by the in-flight requests (seeding 64 × 5,000 would dominate the run).
+const LOAD_CUSTOMERS: usize = 8;
+
+/// A customer whose window holds `history` transactions evenly spaced over 24 h, and its clock.
+struct Customer {
+    id: String,
+    start: OffsetDateTime,
+    spacing: time::Duration,
+    next: AtomicU64,
+}
+
+impl Customer {
+    async fn seed(store: &RedisStore, history: u64) -> Customer {
+        let spacing = RETENTION / history as f64;
+        let start = OffsetDateTime::now_utc();
+        let id = unique_customer("bench");
+        // The last seeded transaction is at `start`; the oldest is just inside the retention.
+        for i in 0..history.saturating_sub(1) {
+            let at = start - spacing * (i + 1) as f64 + time::Duration::microseconds(1);
+            let tx = transaction(&id, &format!("seed-{i}"), 10.0, at);
+            store
+                .record(&tx, &Fingerprint::of(&tx), start)
+                .await
+                .expect("seeded");
+        }
+        Customer {
+            id,
+            start,
+            spacing,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// Records the customer's next transaction, one spacing after the previous one.
+    async fn record_next(&self, store: &RedisStore) -> StdDuration {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = self.start + self.spacing * k as f64;
+        let tx = transaction(&self.id, &format!("tx-{k}"), 42.0, now);
+        let fingerprint = Fingerprint::of(&tx);
+        let started = Instant::now();
+        store
+            .record(&tx, &fingerprint, now)
+            .await
+            .expect("recorded");
+        started.elapsed()
+    }
+}
+
+fn us(histogram: &Histogram<u64>, quantile: f64) -> u64 {
+    histogram.value_at_quantile(quantile)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let server = RedisServer::start();
+    println!(
+        "| connections | transactions in window | p50 µs | p99 µs | p99.9 µs | throughput /s ({IN_FLIGHT} in flight) | p50 / p99 µs under load |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for pool_size in [1, 4] {
+        let settings = RedisSettings {
+            pool_size,
+            command_timeout: StdDuration::from_secs(5),
+            ..RedisSettings::new(server.url())
+        };
+        let store = Arc::new(RedisStore::connect(&settings).expect("settings"));
+        store
+            .wait_for_connect(StdDuration::from_secs(10))
+            .await
+            .expect("connected");
+        for history in [1, 100, 5_000] {
+            let customer = Customer::seed(&store, history).await;
+            let mut latency = Histogram::<u64>::new(3).expect("histogram");
+            for _ in 0..LATENCY_SAMPLES {
+                let took = customer.record_next(&store).await;
+                latency.record(took.as_micros() as u64).expect("in range");
+            }
+
+            let mut customers = Vec::new();
+            for _ in 0..LOAD_CUSTOMERS {
+                customers.push(Arc::new(Customer::seed(&store, history).await));
+            }
+            let started = Instant::now();
+            let tasks: Vec<_> = (0..IN_FLIGHT)
+                .map(|t| {
+                    let store = Arc::clone(&store);
+                    let customer = Arc::clone(&customers[t % LOAD_CUSTOMERS]);
+                    tokio::spawn(async move {
+                        let mut local = Histogram::<u64>::new(3).expect("histogram");
+                        while started.elapsed() < THROUGHPUT_FOR {
+                            let took = customer.record_next(&store).await;
+                            local.record(took.as_micros() as u64).expect("in range");
+                        }
+                        local
+                    })
+                })
+                .collect();
+            let mut loaded = Histogram::<u64>::new(3).expect("histogram");
+            for task in tasks {
+                loaded
+                    .add(task.await.expect("no panic"))
+                    .expect("same bounds");
+            }
+            let throughput = loaded.len() as f64 / started.elapsed().as_secs_f64();
+            println!(
+                "| {pool_size} | {history} | {} | {} | {} | {throughput:.0} | {} / {} |",
+                us(&latency, 0.5),
+                us(&latency, 0.99),
+                us(&latency, 0.999),
+                us(&loaded, 0.5),
+                us(&loaded, 0.99),
+            );
+        }
+        store.quit().await;
+    }
+    drop(server);
+}
