@@ -7,18 +7,15 @@ use antifraud_domain::CustomerId;
 /// `af:{<hex of the customer id's UTF-8 bytes>}:<kind>`. Hex encoding keeps any id (braces,
 /// colons, spaces, unicode) from breaking the hash tag or colliding with another customer's keys,
 /// and the tag puts all of a customer's keys in one Redis Cluster slot, as its scripts require.
+/// Three keys, not more: each key a script touches costs it calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerKeys {
     /// Sorted set of events: member `amount|transaction id`, score the timestamp in µs.
     pub events: String,
-    /// Hash: transaction id → `fingerprint|timestamp µs`.
+    /// Hash: `t:<id>` → `fingerprint|timestamp µs`, `a:<id>` → assessment (JSON).
     pub transactions: String,
-    /// Hash: transaction id → assessment (JSON).
-    pub assessments: String,
-    /// Hash: minute number since the epoch → `count sum`.
-    pub minutes: String,
-    /// Hash: hour number since the epoch → `count sum`.
-    pub hours: String,
+    /// Hash: `f<n>` (five-minute bucket) and `h<n>` (hour bucket) since the epoch → `count sum`.
+    pub buckets: String,
 }
 
 impl CustomerKeys {
@@ -29,9 +26,7 @@ impl CustomerKeys {
         CustomerKeys {
             events: key("ev"),
             transactions: key("tx"),
-            assessments: key("as"),
-            minutes: key("mb"),
-            hours: key("hb"),
+            buckets: key("bk"),
         }
     }
 
@@ -40,15 +35,13 @@ impl CustomerKeys {
         vec![
             self.events.clone(),
             self.transactions.clone(),
-            self.assessments.clone(),
-            self.minutes.clone(),
-            self.hours.clone(),
+            self.buckets.clone(),
         ]
     }
 
     /// The keys of the commit script, in its order.
     pub(crate) fn commit(&self) -> Vec<String> {
-        vec![self.transactions.clone(), self.assessments.clone()]
+        vec![self.transactions.clone()]
     }
 }
 
@@ -67,7 +60,7 @@ mod tests {
             let tag = &k.events
                 [k.events.find('{').expect("a tag") + 1..k.events.find('}').expect("a tag")];
             assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{}", k.events);
-            for kind in [&k.transactions, &k.assessments, &k.minutes, &k.hours] {
+            for kind in [&k.transactions, &k.buckets] {
                 assert!(kind.contains(&format!("{{{tag}}}")), "one tag for all keys");
             }
             for other in &keys[i + 1..] {
