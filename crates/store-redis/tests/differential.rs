@@ -76,7 +76,8 @@ async fn bucketed_windows_match_exact_windows() {
         let customer = unique_customer("differential");
         let mut recorded = Vec::new();
         let mut now = t0;
-        for i in 0..250 {
+        // Past 200 retained events the script switches from scanning events to buckets: both run.
+        for i in 0..500 {
             // Mostly in order with jitter, sometimes far out of order, sometimes exactly on a
             // minute, hour or window boundary of an earlier event.
             let at = match rng.below(10) {
