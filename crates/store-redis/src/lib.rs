@@ -144,6 +144,14 @@ fn classify(error: Error) -> StoreError {
     }
 }
 
+/// The saved assessment a script sent back after its verdict: `[verdict, json]`.
+fn saved_assessment(reply: &[String]) -> Result<Assessment, StoreError> {
+    let json = reply
+        .get(1)
+        .ok_or_else(|| internal(format!("no saved assessment in {reply:?}")))?;
+    serde_json::from_str(json).map_err(|e| StoreError::Internal(Box::new(e)))
+}
+
 fn internal(message: impl Into<String>) -> StoreError {
     StoreError::Internal(message.into().into())
 }
@@ -190,14 +198,7 @@ impl TransactionStore for RedisStore {
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
             Some("conflict") => Ok(RecordOutcome::Conflict),
-            Some("replayed") => {
-                let json = reply
-                    .get(1)
-                    .ok_or_else(|| internal("replay without an assessment"))?;
-                let assessment: Assessment =
-                    serde_json::from_str(json).map_err(|e| StoreError::Internal(Box::new(e)))?;
-                Ok(RecordOutcome::Replayed(assessment))
-            }
+            Some("replayed") => Ok(RecordOutcome::Replayed(saved_assessment(&reply)?)),
             Some("recorded") if reply.len() == 9 => {
                 let mut stats = [WindowStat::default(); 4];
                 for (i, stat) in stats.iter_mut().enumerate() {
@@ -238,14 +239,7 @@ impl TransactionStore for RedisStore {
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
             Some("saved") => Ok(CommitOutcome::Saved),
-            Some("already") => {
-                let json = reply
-                    .get(1)
-                    .ok_or_else(|| internal("no saved assessment"))?;
-                let first =
-                    serde_json::from_str(json).map_err(|e| StoreError::Internal(Box::new(e)))?;
-                Ok(CommitOutcome::AlreadySaved(first))
-            }
+            Some("already") => Ok(CommitOutcome::AlreadySaved(saved_assessment(&reply)?)),
             Some("missing") => Err(internal("commit of a transaction that is not recorded")),
             _ => Err(internal(format!(
                 "unexpected reply from the commit script: {reply:?}"

@@ -54,6 +54,9 @@ pub(crate) async fn score_transaction(
     let transaction = parse(&body)?;
     let scored = scoring.score(transaction.into()).await?;
     let assessment = &scored.assessment;
+    if !scored.replayed && assessment.degraded {
+        tracing::warn!("store unavailable: answered degraded (store failure policy: degrade)");
+    }
     if !scored.replayed && assessment.model_status != ModelStatus::Ok {
         // The use case already answered with the default score; this is the one place it is told.
         tracing::warn!(
