@@ -77,8 +77,11 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Internal`] when the URL or the settings are invalid.
     pub fn connect(settings: &RedisSettings) -> Result<RedisStore, StoreError> {
-        let config =
+        let mut config =
             Config::from_url(&settings.url).map_err(|e| StoreError::Internal(Box::new(e)))?;
+        // A Redis that is down when the service starts is an outage like any other: keep
+        // reconnecting under the policy instead of giving up after the first attempt.
+        config.fail_fast = false;
         let pool = Builder::from_config(config)
             .with_performance_config(|performance| {
                 performance.default_command_timeout = settings.command_timeout;

@@ -199,3 +199,19 @@ async fn a_redis_that_answers_slowly_cannot_hold_a_request_past_the_budget() {
         "the timed-out attempt did not count twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_while_redis_is_down_recovers_when_it_comes_up() {
+    let mut server = RedisServer::start();
+    server.stop();
+    let mut app = app_on_redis(server, "reject").await;
+    let tx = transaction("erin", "tx-1", 1.0, Duration::ZERO);
+    let (status, _, _) = post(&app, &tx).await;
+    assert_eq!(status, 503);
+    assert_eq!(app.get("/health/ready").await.status(), 503);
+
+    redis(&mut app).restart();
+    let (replayed, body) = until_ok(&app, &tx).await;
+    assert!(!replayed);
+    assert_eq!(count_24h(&body), 1);
+}
