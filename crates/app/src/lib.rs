@@ -3,6 +3,8 @@
 
 pub mod config;
 mod dto;
+mod metered;
+mod metrics;
 mod problem;
 mod routes;
 mod startup;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer, middleware, web};
 use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
 use antifraud_memory::MemoryStore;
 use antifraud_model::BuiltinModel;
@@ -16,6 +16,8 @@ use time::OffsetDateTime;
 use utoipa::OpenApi;
 
 use crate::config::{ModelSettings, Settings, StoreSettings};
+use crate::metered::{MeteredModel, MeteredStore};
+use crate::metrics::{Metrics, track_http};
 use crate::routes::{self, ApiDoc, OpenApiJson};
 use crate::system_clock::SystemClock;
 
@@ -61,6 +63,17 @@ impl Application {
         let model: Arc<dyn FraudModel> = match settings.model {
             ModelSettings::Builtin => Arc::new(BuiltinModel),
         };
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
+            inner: store,
+            metrics: Arc::clone(&metrics),
+        });
+        let model: Arc<dyn FraudModel> = Arc::new(MeteredModel {
+            identity: model.identity(),
+            inner: model,
+            metrics: Arc::clone(&metrics),
+        });
+        let metrics = web::Data::from(metrics);
         let scoring = web::Data::new(ScoringService::new(
             store,
             model,
@@ -82,6 +95,8 @@ impl Application {
         let address = listener.local_addr()?;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(middleware::from_fn(track_http))
+                .app_data(metrics.clone())
                 .app_data(scoring.clone())
                 .app_data(openapi.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))

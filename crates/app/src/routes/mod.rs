@@ -43,7 +43,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/api-docs/openapi.json",
         web::get().to(api_docs::openapi_json),
-    );
+    )
+    .route("/metrics", web::get().to(crate::metrics::metrics_endpoint));
 }
 
 /// Answers any unknown path.

@@ -1,12 +1,14 @@
 //! `POST /api/v1/transactions`: score one transaction.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use antifraud_domain::{FraudModel, ModelStatus, ScoringService, TransactionStore};
 
 use crate::dto::{ScoreResponse, TransactionRequest};
+use crate::metrics::Metrics;
 use crate::problem::{ApiError, Problem};
 use crate::system_clock::SystemClock;
 
@@ -43,6 +45,7 @@ const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
     ))]
 pub(crate) async fn score_transaction(
     scoring: web::Data<Scoring>,
+    metrics: web::Data<Metrics>,
     request: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
@@ -51,8 +54,11 @@ pub(crate) async fn score_transaction(
         status: error.as_response_error().status_code(),
         detail: error.to_string(),
     })?;
-    let transaction = parse(&body)?;
-    let scored = scoring.score(transaction.into()).await?;
+    let transaction = parse(&body).inspect_err(|_| metrics.malformed())?;
+    let started = Instant::now();
+    let result = scoring.score(transaction.into()).await;
+    metrics.scored(started.elapsed(), &result);
+    let scored = result?;
     let assessment = &scored.assessment;
     if !scored.replayed && assessment.degraded {
         tracing::warn!("store unavailable: answered degraded (store failure policy: degrade)");

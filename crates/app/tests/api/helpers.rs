@@ -164,3 +164,11 @@ pub(crate) fn count_24h(body: &Value) -> u64 {
         .as_u64()
         .expect("a count")
 }
+
+/// The value of one sample line, `name{labels} value`, or 0 when the series is absent.
+pub(crate) async fn sample(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.expect("a body");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -4,6 +4,7 @@ mod config;
 mod health;
 mod helpers;
 mod idempotency;
+mod metrics;
 mod openapi;
 mod redis_faults;
 mod scoring;

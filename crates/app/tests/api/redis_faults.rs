@@ -9,7 +9,7 @@ use antifraud_testkit::RedisServer;
 use serde_json::Value;
 use time::Duration;
 
-use crate::helpers::{TestApp, count_24h, problem, spawn_app_on, transaction};
+use crate::helpers::{TestApp, count_24h, problem, sample, spawn_app_on, transaction};
 
 /// Generous bound for "did not hang": far above the 100 ms command timeout used here, far below
 /// anything a client would wait.
@@ -98,6 +98,12 @@ async fn with_reject_an_outage_gets_503_and_nothing_is_lost_or_counted_twice() {
     }
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 503);
+    let errors = "antifraud_store_errors_total{kind=\"unavailable\",operation=\"record\"}";
+    assert!(
+        sample(&app, errors).await >= 3.0,
+        "each failed record is counted"
+    );
+    assert_eq!(sample(&app, "antifraud_store_up").await, 0.0);
     assert_eq!(
         ready.json::<Value>().await.expect("JSON")["checks"]["store"],
         "failing"
@@ -133,6 +139,7 @@ async fn with_degrade_an_outage_scores_without_history_and_says_so() {
     assert_eq!(body["degraded"], true);
     assert_eq!(count_24h(&body), 1, "this transaction alone");
     assert_eq!(body["customer_avg_amount_24h"], 30.0);
+    assert_eq!(sample(&app, "antifraud_degraded_answers_total").await, 1.0);
 
     redis(&mut app).restart();
     let deadline = Instant::now() + StdDuration::from_secs(15);

@@ -1,0 +1,116 @@
+//! Decorators that time the store and the model for the metrics, around whichever adapters the
+//! settings chose. The domain stays unaware of metrics.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use antifraud_domain::{
+    Assessment, CommitOutcome, Features, Fingerprint, FraudModel, ModelError, ModelIdentity,
+    RecordOutcome, StoreError, Transaction, TransactionStore,
+};
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::metrics::Metrics;
+
+/// A store whose every operation is timed and whose failures are counted.
+pub(crate) struct MeteredStore {
+    pub(crate) inner: Arc<dyn TransactionStore>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    async fn observe<T>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let result = call.await;
+        let m = &self.metrics;
+        m.store_duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(_) => m.store_up.set(1),
+            Err(StoreError::Unavailable(_)) => {
+                m.store_up.set(0);
+                m.store_errors
+                    .with_label_values(&[operation, "unavailable"])
+                    .inc();
+            }
+            Err(_) => m
+                .store_errors
+                .with_label_values(&[operation, "internal"])
+                .inc(),
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl TransactionStore for MeteredStore {
+    async fn record(
+        &self,
+        tx: &Transaction,
+        fingerprint: &Fingerprint,
+        now: OffsetDateTime,
+    ) -> Result<RecordOutcome, StoreError> {
+        self.observe("record", self.inner.record(tx, fingerprint, now))
+            .await
+    }
+
+    async fn commit(
+        &self,
+        tx: &Transaction,
+        assessment: &Assessment,
+    ) -> Result<CommitOutcome, StoreError> {
+        self.observe("commit", self.inner.commit(tx, assessment))
+            .await
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.observe("check", self.inner.check()).await
+    }
+}
+
+/// A model whose calls are timed, including those the use case abandons at the budget.
+pub(crate) struct MeteredModel {
+    pub(crate) inner: Arc<dyn FraudModel>,
+    pub(crate) identity: ModelIdentity,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Observes the call's time when dropped: after an answer, or when the use case gives up.
+struct CallTimer<'a> {
+    model: &'a MeteredModel,
+    started: Instant,
+}
+
+impl Drop for CallTimer<'_> {
+    fn drop(&mut self) {
+        self.model
+            .metrics
+            .model_call(&self.model.identity, self.started.elapsed());
+    }
+}
+
+#[async_trait]
+impl FraudModel for MeteredModel {
+    fn identity(&self) -> ModelIdentity {
+        self.identity.clone()
+    }
+
+    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
+        let _timer = CallTimer {
+            model: self,
+            started: Instant::now(),
+        };
+        self.inner.predict(features).await
+    }
+
+    async fn check(&self) -> Result<(), ModelError> {
+        self.inner.check().await
+    }
+}

@@ -1,0 +1,294 @@
+//! Prometheus metrics: every series the service exports, defined in this one place, with
+//! bounded label values only (never a customer, transaction, IP or device id).
+
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+
+use antifraud_domain::{ModelIdentity, ScoreError, Scored, ValidationError};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 0.5 ms to 1 s: the budget is 200 ms, the model's 100 ms.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.5, 1.0,
+];
+/// Score buckets: tenths of the probability range.
+const SCORE_BUCKETS: [f64; 10] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// Every metric of the service, registered in its own registry.
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) http_requests: IntCounterVec,
+    pub(crate) http_duration: HistogramVec,
+    pub(crate) http_in_flight: IntGauge,
+    scoring_duration: Histogram,
+    scores: Histogram,
+    decisions: IntCounterVec,
+    replays: IntCounter,
+    conflicts: IntCounter,
+    rejections: IntCounterVec,
+    degraded: IntCounter,
+    model_duration: HistogramVec,
+    model_outcomes: IntCounterVec,
+    pub(crate) store_duration: HistogramVec,
+    pub(crate) store_errors: IntCounterVec,
+    pub(crate) store_up: IntGauge,
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("a constant, valid histogram definition")
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("a constant, valid counter definition")
+}
+
+impl Metrics {
+    /// Creates and registers every metric, plus process metrics and build information.
+    pub(crate) fn new() -> Metrics {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            http_requests: counter(
+                "antifraud_http_requests_total",
+                "HTTP requests answered, by route pattern, method and status code.",
+                &["route", "method", "status"],
+            ),
+            http_duration: histogram(
+                "antifraud_http_request_duration_seconds",
+                "Time to answer an HTTP request, by route pattern and method.",
+                &LATENCY_BUCKETS,
+                &["route", "method"],
+            ),
+            http_in_flight: IntGauge::new(
+                "antifraud_http_requests_in_flight",
+                "HTTP requests being answered now.",
+            )
+            .expect("a constant, valid gauge definition"),
+            scoring_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "antifraud_scoring_duration_seconds",
+                    "Time of the scoring use case: validation, store, model and commit.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("a constant, valid histogram definition"),
+            scores: Histogram::with_opts(
+                HistogramOpts::new("antifraud_score", "Fraud scores given to new transactions.")
+                    .buckets(SCORE_BUCKETS.to_vec()),
+            )
+            .expect("a constant, valid histogram definition"),
+            decisions: counter(
+                "antifraud_decisions_total",
+                "New transactions scored, by decision (fraud or legit).",
+                &["decision"],
+            ),
+            replays: IntCounter::new(
+                "antifraud_idempotent_replays_total",
+                "Retries answered with the saved assessment.",
+            )
+            .expect("a constant, valid counter definition"),
+            conflicts: IntCounter::new(
+                "antifraud_idempotency_conflicts_total",
+                "Transaction ids reused with another payload (409).",
+            )
+            .expect("a constant, valid counter definition"),
+            rejections: counter(
+                "antifraud_validation_rejections_total",
+                "Invalid fields in rejected requests, by field and reason code.",
+                &["field", "reason"],
+            ),
+            degraded: IntCounter::new(
+                "antifraud_degraded_answers_total",
+                "Answers given without history because the store failed (policy degrade).",
+            )
+            .expect("a constant, valid counter definition"),
+            model_duration: histogram(
+                "antifraud_model_duration_seconds",
+                "Time of one model call, until it answered or was abandoned at the budget.",
+                &LATENCY_BUCKETS,
+                &["model", "version"],
+            ),
+            model_outcomes: counter(
+                "antifraud_model_outcomes_total",
+                "Model calls by outcome: ok, or timeout / error (the default score was used).",
+                &["model", "version", "status"],
+            ),
+            store_duration: histogram(
+                "antifraud_store_duration_seconds",
+                "Time of one store operation, by operation (record, commit, check).",
+                &LATENCY_BUCKETS,
+                &["operation"],
+            ),
+            store_errors: counter(
+                "antifraud_store_errors_total",
+                "Failed store operations, by operation and kind (unavailable, internal).",
+                &["operation", "kind"],
+            ),
+            store_up: IntGauge::new(
+                "antifraud_store_up",
+                "1 when the last store operation succeeded, 0 when the store was unavailable.",
+            )
+            .expect("a constant, valid gauge definition"),
+            registry,
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "antifraud_build_info",
+                "Build information; the value is always 1.",
+            ),
+            &["version", "git_sha"],
+        )
+        .expect("a constant, valid gauge definition");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("ANTIFRAUD_GIT_SHA")])
+            .set(1);
+        let r = &metrics.registry;
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.http_requests.clone()),
+            Box::new(metrics.http_duration.clone()),
+            Box::new(metrics.http_in_flight.clone()),
+            Box::new(metrics.scoring_duration.clone()),
+            Box::new(metrics.scores.clone()),
+            Box::new(metrics.decisions.clone()),
+            Box::new(metrics.replays.clone()),
+            Box::new(metrics.conflicts.clone()),
+            Box::new(metrics.rejections.clone()),
+            Box::new(metrics.degraded.clone()),
+            Box::new(metrics.model_duration.clone()),
+            Box::new(metrics.model_outcomes.clone()),
+            Box::new(metrics.store_duration.clone()),
+            Box::new(metrics.store_errors.clone()),
+            Box::new(metrics.store_up.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for collector in collectors {
+            r.register(collector)
+                .expect("each metric is registered once");
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub(crate) fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding to memory does not fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+
+    /// Records the outcome of one call of the scoring use case.
+    pub(crate) fn scored(&self, elapsed: Duration, result: &Result<Scored, ScoreError>) {
+        self.scoring_duration.observe(elapsed.as_secs_f64());
+        match result {
+            Ok(scored) if scored.replayed => self.replays.inc(),
+            Ok(Scored { assessment: a, .. }) => {
+                self.scores.observe(a.score);
+                let decision = if a.is_fraud { "fraud" } else { "legit" };
+                self.decisions.with_label_values(&[decision]).inc();
+                self.model_outcomes
+                    .with_label_values(&[&a.model.name, &a.model.version, a.model_status.as_str()])
+                    .inc();
+                if a.degraded {
+                    self.degraded.inc();
+                }
+            }
+            Err(ScoreError::Conflict) => self.conflicts.inc(),
+            Err(ScoreError::Invalid(error)) => self.rejected(error),
+            Err(ScoreError::Store(_)) => {}
+        }
+    }
+
+    /// Counts each refused field of an invalid transaction.
+    fn rejected(&self, error: &ValidationError) {
+        for field in &error.fields {
+            // `customer_segments[7]` counts as `customer_segments`: indexes are unbounded.
+            let name = field.field.split('[').next().unwrap_or_default();
+            self.rejections
+                .with_label_values(&[name, field.violation.code()])
+                .inc();
+        }
+    }
+
+    /// Counts a body that could not be parsed at all.
+    pub(crate) fn malformed(&self) {
+        self.rejections
+            .with_label_values(&["body", "malformed"])
+            .inc();
+    }
+
+    /// Records the time of one model call, whether it answered or was abandoned.
+    pub(crate) fn model_call(&self, model: &ModelIdentity, elapsed: Duration) {
+        self.model_duration
+            .with_label_values(&[&model.name, &model.version])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Middleware: counts and times every HTTP request by route pattern (never the raw path, which
+/// is unbounded), method and status.
+pub(crate) async fn track_http(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(metrics) = request.app_data::<web::Data<Metrics>>().cloned() else {
+        return next.call(request).await;
+    };
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let _in_flight = InFlight::enter(&metrics.http_in_flight);
+    let response = next.call(request).await;
+    let (route, status) = match &response {
+        Ok(response) => (response.request().match_pattern(), response.status()),
+        Err(error) => (None, error.as_response_error().status_code()),
+    };
+    // Known methods only: a client can send any token as a method.
+    let method = match method.as_str() {
+        "GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH" => method,
+        _ => "OTHER".to_owned(),
+    };
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    metrics
+        .http_requests
+        .with_label_values(&[&route, &method, status.as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[&route, &method])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts a request in flight until dropped, even when the client goes away mid-request.
+struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub(crate) async fn metrics_endpoint(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
+}
