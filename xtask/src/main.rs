@@ -3,6 +3,9 @@
 //! - `cargo xtask lint`: rustfmt check and clippy on every target with warnings denied.
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
+//! - `cargo xtask observability-check`: promtool checks, then every dashboard query and alert
+//!   rule against a live Prometheus scraping a live service.
+//! - `cargo xtask compose up|down|logs|ps`: the compose stack in deploy/.
 
 // This binary owns its terminal: it reports to the developer directly.
 #![allow(clippy::print_stdout)]
@@ -11,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
+
+mod observability;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -28,6 +33,10 @@ enum Task {
     Test(Test),
     /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
     BenchStore(BenchStore),
+    /// promtool checks, then every dashboard query and alert rule against a live Prometheus.
+    ObservabilityCheck(observability::ObservabilityCheck),
+    /// The compose stack in deploy/: up, down, logs or ps (needs a Docker engine).
+    Compose(Compose),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +44,8 @@ fn main() -> ExitCode {
         Task::Lint(lint) => lint.run(),
         Task::Test(test) => test.run(),
         Task::BenchStore(bench) => bench.run(),
+        Task::ObservabilityCheck(check) => check.run(),
+        Task::Compose(compose) => compose.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,6 +62,8 @@ struct Lint {}
 impl Lint {
     fn run(self) -> anyhow::Result<()> {
         cargo(&["fmt", "--all", "--", "--check"])?;
+        // The compose file is parsed by a real Compose implementation; no engine is needed.
+        compose_command(&["config", "--quiet"])?;
         // Warnings are denied here, not in RUSTFLAGS, so toggling lint does not rebuild everything.
         cargo(&[
             "clippy",
@@ -94,6 +107,79 @@ impl Test {
 }
 
 #[derive(clap::Args)]
+struct Compose {
+    /// What to do with the stack.
+    #[arg(value_enum)]
+    action: ComposeAction,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ComposeAction {
+    /// Build and start everything in the background.
+    Up,
+    /// Stop and remove the containers (volumes are kept).
+    Down,
+    /// Follow the logs.
+    Logs,
+    /// List the containers.
+    Ps,
+}
+
+impl Compose {
+    fn run(self) -> anyhow::Result<()> {
+        let engine = Command::new("docker")
+            .arg("info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !engine {
+            bail!(
+                "no Docker engine is running here (`docker info` failed). Start Docker, or run \
+                 the service without it: `cargo run --release -p antifraud-app`"
+            );
+        }
+        let args: &[&str] = match self.action {
+            ComposeAction::Up => &["up", "--build", "--detach"],
+            ComposeAction::Down => &["down"],
+            ComposeAction::Logs => &["logs", "--follow"],
+            ComposeAction::Ps => &["ps"],
+        };
+        compose_command(args)
+    }
+}
+
+/// `docker compose` (the plugin) or Debian's `docker-compose`, on deploy/docker-compose.yaml
+/// with the project name antifraud.
+fn compose_command(args: &[&str]) -> anyhow::Result<()> {
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !plugin {
+        ensure_debian_package("docker-compose", &["docker-compose"])?;
+    }
+    let file = workspace_root().join("deploy/docker-compose.yaml");
+    let mut command = if plugin {
+        let mut command = Command::new("docker");
+        command.arg("compose");
+        command
+    } else {
+        Command::new("docker-compose")
+    };
+    command
+        .args(["--project-name", "antifraud", "--file"])
+        .arg(&file)
+        .args(args);
+    println!("$ {command:?}");
+    let status = command.status().context("cannot run docker compose")?;
+    if !status.success() {
+        bail!("docker compose {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
 struct BenchStore {}
 
 impl BenchStore {
@@ -121,16 +207,16 @@ fn run_tests(args: &[&str], env: Option<(&str, &str)>) -> anyhow::Result<()> {
     cargo_with(&full, env)
 }
 
-/// The Redis tests start their own `redis-server` processes: make sure the binaries exist,
-/// installing Debian's package when we may, or saying exactly what to run.
-fn ensure_redis() -> anyhow::Result<()> {
+/// Makes sure a Debian package's programs are installed: installs the package when we run as
+/// root on Debian, or says exactly what to run.
+pub(crate) fn ensure_debian_package(package: &str, programs: &[&str]) -> anyhow::Result<()> {
     let present = |program: &str| {
-        Command::new(program)
-            .arg("--version")
+        Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
             .output()
             .is_ok_and(|output| output.status.success())
     };
-    if present("redis-server") && present("redis-cli") {
+    if programs.iter().all(|program| present(program)) {
         return Ok(());
     }
     let debian = Path::new("/etc/debian_version").exists();
@@ -140,15 +226,12 @@ fn ensure_redis() -> anyhow::Result<()> {
         .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
     if !(debian && root) {
         bail!(
-            "the tests need redis-server and redis-cli; install them with \
-             `sudo apt-get install redis-server` (or your system's Redis 7 package)"
+            "{} needed; install them with `sudo apt-get install {package}`",
+            programs.join(" and ")
         );
     }
-    println!("test: installing Debian's redis-server (it is not started as a service)");
-    for args in [
-        &["update", "-qq"][..],
-        &["install", "-y", "-qq", "redis-server"],
-    ] {
+    println!("xtask: installing Debian's {package} (apt does not start it as a service here)");
+    for args in [&["update", "-qq"][..], &["install", "-y", "-qq", package]] {
         let status = Command::new("apt-get")
             .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -158,10 +241,18 @@ fn ensure_redis() -> anyhow::Result<()> {
             bail!("apt-get {} failed ({status})", args.join(" "));
         }
     }
-    if !(present("redis-server") && present("redis-cli")) {
-        bail!("redis-server was installed but does not run");
+    if !programs.iter().all(|program| present(program)) {
+        bail!(
+            "{package} was installed but {} still missing",
+            programs.join(" or ")
+        );
     }
     Ok(())
+}
+
+/// The Redis tests start their own `redis-server` processes.
+fn ensure_redis() -> anyhow::Result<()> {
+    ensure_debian_package("redis-server", &["redis-server", "redis-cli"])
 }
 
 fn has_nextest() -> bool {
@@ -172,7 +263,7 @@ fn has_nextest() -> bool {
 }
 
 /// Runs cargo at the workspace root, failing when it fails.
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
     cargo_with(args, None)
 }
 
@@ -200,7 +291,7 @@ fn cargo_path() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from)
 }
 
-fn workspace_root() -> &'static Path {
+pub(crate) fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask lives one level below the workspace root")
