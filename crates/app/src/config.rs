@@ -53,6 +53,11 @@ pub struct Cli {
     #[arg(long, env = "ANTIFRAUD_STORE_FAILURE_POLICY", value_name = "POLICY")]
     pub store_failure_policy: Option<String>,
 
+    /// Log lines as `text` (for people) or `json` (one object per line, for collectors)
+    /// [default: text].
+    #[arg(long, env = "ANTIFRAUD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
     /// Fraud model [default: builtin].
     #[arg(long, env = "ANTIFRAUD_MODEL", value_name = "MODEL")]
     pub model: Option<String>,
@@ -80,6 +85,7 @@ struct FileSettings {
     redis_pool_size: Option<Scalar>,
     redis_timeout_ms: Option<Scalar>,
     store_failure_policy: Option<Scalar>,
+    log_format: Option<Scalar>,
     model: Option<Scalar>,
     model_timeout_ms: Option<Scalar>,
     default_score: Option<Scalar>,
@@ -145,6 +151,7 @@ setting!(
     "store-failure-policy",
     "ANTIFRAUD_STORE_FAILURE_POLICY"
 );
+setting!(LOG_FORMAT, "log-format", "ANTIFRAUD_LOG_FORMAT");
 setting!(MODEL, "model", "ANTIFRAUD_MODEL");
 setting!(
     MODEL_TIMEOUT_MS,
@@ -199,6 +206,16 @@ impl fmt::Debug for StoreSettings {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Which model scores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSettings {
@@ -217,6 +234,8 @@ pub struct Settings {
     pub model: ModelSettings,
     /// Model budget, default score and fraud threshold.
     pub policy: ScoringPolicy,
+    /// How log lines are written.
+    pub log_format: LogFormat,
 }
 
 impl Settings {
@@ -330,11 +349,18 @@ impl Settings {
             .expect("each value was checked against the policy's ranges above")
             .with_store_failure(store_failure);
 
+        let log_format = match pick(cli.log_format, file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(invalid(LOG_FORMAT, other, "expected text or json")),
+        };
+
         Ok(Settings {
             listen,
             store,
             model,
             policy,
+            log_format,
         })
     }
 }

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_subscriber();
+    telemetry::init_subscriber(settings.log_format);
     let application = match Application::build(settings).await {
         Ok(application) => application,
         Err(error) => {

@@ -126,24 +126,26 @@ impl RedisStore {
     }
 }
 
-/// A fred error as a store error: I/O, timeouts and cluster churn are transient; anything else
-/// means the data or a script is not what this code expects.
+/// A fred error as a store error. Errors that say the data, a script or this code is wrong are
+/// internal; everything else (I/O, timeouts, routing while disconnected, cluster churn, a Redis
+/// that is loading or busy) is an outage that a retry may outlive. In doubt, outage: it answers
+/// 503 with `Retry-After`, and the error is logged and counted either way.
 fn classify(error: Error) -> StoreError {
-    match error.kind() {
-        ErrorKind::IO
-        | ErrorKind::Timeout
-        | ErrorKind::Canceled
-        | ErrorKind::Cluster
-        | ErrorKind::Routing
-        | ErrorKind::Backpressure
-        | ErrorKind::Sentinel
-        | ErrorKind::Tls
-        | ErrorKind::Auth => StoreError::Unavailable(Box::new(error)),
-        // Redis refuses scripts while it loads its dataset or runs a long script: transient too.
-        _ if error.details().starts_with("LOADING") || error.details().starts_with("BUSY") => {
-            StoreError::Unavailable(Box::new(error))
-        }
-        _ => StoreError::Internal(Box::new(error)),
+    let details = error.details();
+    let broken = matches!(
+        error.kind(),
+        ErrorKind::Parse
+            | ErrorKind::InvalidArgument
+            | ErrorKind::InvalidCommand
+            | ErrorKind::Url
+            | ErrorKind::Config
+            | ErrorKind::Protocol
+    ) || details.starts_with("ERR")
+        || details.starts_with("WRONGTYPE");
+    if broken {
+        StoreError::Internal(Box::new(error))
+    } else {
+        StoreError::Unavailable(Box::new(error))
     }
 }
 
@@ -289,5 +291,38 @@ mod tests {
             !debug.contains("hunter2") && !debug.contains("10.0.0.1"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn outages_are_unavailable_and_bugs_internal() {
+        let unavailable = [
+            Error::new(ErrorKind::IO, "connection reset"),
+            Error::new(ErrorKind::Timeout, "Request timed out."),
+            Error::new(ErrorKind::Unknown, "Failed to route command."),
+            Error::new(ErrorKind::Canceled, "Canceled."),
+            Error::new(
+                ErrorKind::Unknown,
+                "LOADING Redis is loading the dataset in memory",
+            ),
+            Error::new(ErrorKind::Unknown, "BUSY Redis is busy running a script."),
+        ];
+        for error in unavailable {
+            assert!(matches!(classify(error), StoreError::Unavailable(_)));
+        }
+        let internal = [
+            Error::new(ErrorKind::Parse, "Could not convert to string."),
+            Error::new(
+                ErrorKind::Unknown,
+                "ERR Error running script (call to f_1234): bad argument",
+            ),
+            Error::new(
+                ErrorKind::Unknown,
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            Error::new(ErrorKind::InvalidArgument, "Invalid argument."),
+        ];
+        for error in internal {
+            assert!(matches!(classify(error), StoreError::Internal(_)));
+        }
     }
 }

@@ -40,3 +40,38 @@ fn invalid_settings_stop_start_up_with_one_line_naming_the_setting() {
         assert!(stderr.contains(named), "{stderr} names {named}");
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_antifraud"))
+        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let stderr = child.stderr.take().expect("piped");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("UTF-8");
+        let listening = line.contains("antifraud listening");
+        lines.push(line);
+        if listening || lines.len() > 20 {
+            break;
+        }
+    }
+    child.kill().expect("stopped by pid");
+    child.wait().expect("reaped");
+    let last: serde_json::Value =
+        serde_json::from_str(lines.last().expect("a line")).expect("JSON");
+    assert_eq!(last["message"], "antifraud listening", "{lines:?}");
+    assert_eq!(last["level"], "INFO");
+    assert!(
+        last["address"]
+            .as_str()
+            .expect("an address")
+            .starts_with("127.0.0.1:")
+    );
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON");
+    }
+}
