@@ -58,6 +58,15 @@ pub struct Cli {
     #[arg(long, env = "ANTIFRAUD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
 
+    /// OTLP collector to export traces to, such as http://127.0.0.1:4317; unset: no tracing
+    /// export. Reads the standard OpenTelemetry variable.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: `grpc` or `http/protobuf` [default: grpc].
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<String>,
+
     /// Fraud model [default: builtin].
     #[arg(long, env = "ANTIFRAUD_MODEL", value_name = "MODEL")]
     pub model: Option<String>,
@@ -86,6 +95,8 @@ struct FileSettings {
     redis_timeout_ms: Option<Scalar>,
     store_failure_policy: Option<Scalar>,
     log_format: Option<Scalar>,
+    otlp_endpoint: Option<Scalar>,
+    otlp_protocol: Option<Scalar>,
     model: Option<Scalar>,
     model_timeout_ms: Option<Scalar>,
     default_score: Option<Scalar>,
@@ -152,6 +163,16 @@ setting!(
     "ANTIFRAUD_STORE_FAILURE_POLICY"
 );
 setting!(LOG_FORMAT, "log-format", "ANTIFRAUD_LOG_FORMAT");
+setting!(
+    OTLP_ENDPOINT,
+    "otlp-endpoint",
+    "OTEL_EXPORTER_OTLP_ENDPOINT"
+);
+setting!(
+    OTLP_PROTOCOL,
+    "otlp-protocol",
+    "OTEL_EXPORTER_OTLP_PROTOCOL"
+);
 setting!(MODEL, "model", "ANTIFRAUD_MODEL");
 setting!(
     MODEL_TIMEOUT_MS,
@@ -216,6 +237,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where traces go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpSettings {
+    /// The collector's base URL.
+    pub endpoint: String,
+    /// `true` for HTTP/protobuf, `false` for gRPC.
+    pub http: bool,
+}
+
 /// Which model scores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSettings {
@@ -236,6 +266,8 @@ pub struct Settings {
     pub policy: ScoringPolicy,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// Trace export over OTLP, when configured.
+    pub otlp: Option<OtlpSettings>,
 }
 
 impl Settings {
@@ -355,12 +387,41 @@ impl Settings {
             Some(other) => return Err(invalid(LOG_FORMAT, other, "expected text or json")),
         };
 
+        let http = match pick(cli.otlp_protocol, file.otlp_protocol).as_deref() {
+            None | Some("grpc") => false,
+            Some("http/protobuf") => true,
+            Some(other) => {
+                return Err(invalid(
+                    OTLP_PROTOCOL,
+                    other,
+                    "expected grpc or http/protobuf",
+                ));
+            }
+        };
+        let otlp = match pick(cli.otlp_endpoint, file.otlp_endpoint) {
+            None => None,
+            Some(endpoint) if endpoint.trim().is_empty() => None,
+            Some(endpoint)
+                if endpoint.starts_with("http://") || endpoint.starts_with("https://") =>
+            {
+                Some(OtlpSettings { endpoint, http })
+            }
+            Some(other) => {
+                return Err(invalid(
+                    OTLP_ENDPOINT,
+                    &other,
+                    "expected an http:// or https:// URL",
+                ));
+            }
+        };
+
         Ok(Settings {
             listen,
             store,
             model,
             policy,
             log_format,
+            otlp,
         })
     }
 }

@@ -14,7 +14,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_subscriber(settings.log_format);
+    let telemetry = match telemetry::init(settings.log_format, settings.otlp.as_ref()) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("antifraud: invalid configuration: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     let application = match Application::build(settings).await {
         Ok(application) => application,
         Err(error) => {
@@ -23,7 +29,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match application.run_until_stopped().await {
+    let result = application.run_until_stopped().await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "antifraud stopped on an error");

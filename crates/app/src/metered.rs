@@ -11,23 +11,34 @@ use antifraud_domain::{
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
-/// A store whose every operation is timed and whose failures are counted.
+/// A store whose every operation is timed, traced as a client span, and whose failures are
+/// counted.
 pub(crate) struct MeteredStore {
     pub(crate) inner: Arc<dyn TransactionStore>,
+    /// `db.system` of the spans: `redis`, or `memory` for the embedded store.
+    pub(crate) system: &'static str,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 impl MeteredStore {
     async fn observe<T>(
         &self,
-        operation: &str,
+        operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        let span = tracing::info_span!(
+            "store",
+            otel.name = %format!("store.{operation}"),
+            otel.kind = "client",
+            db.system = self.system,
+            db.operation.name = operation,
+        );
         let started = Instant::now();
-        let result = call.await;
+        let result = call.instrument(span).await;
         let m = &self.metrics;
         m.store_duration
             .with_label_values(&[operation])
@@ -107,7 +118,12 @@ impl FraudModel for MeteredModel {
             model: self,
             started: Instant::now(),
         };
-        self.inner.predict(features).await
+        let span = tracing::info_span!(
+            "model.predict",
+            model.name = %self.identity.name,
+            model.version = %self.identity.version,
+        );
+        self.inner.predict(features).instrument(span).await
     }
 
     async fn check(&self) -> Result<(), ModelError> {

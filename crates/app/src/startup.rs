@@ -13,6 +13,7 @@ use antifraud_model::BuiltinModel;
 use antifraud_redis::RedisStore;
 use anyhow::Context;
 use time::OffsetDateTime;
+use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 
 use crate::config::{ModelSettings, Settings, StoreSettings};
@@ -66,6 +67,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
             inner: store,
+            system: if memory.is_some() { "memory" } else { "redis" },
             metrics: Arc::clone(&metrics),
         });
         let model: Arc<dyn FraudModel> = Arc::new(MeteredModel {
@@ -96,6 +98,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::from_fn(track_http))
+                // The request's span: W3C `traceparent` from the caller becomes its parent.
+                .wrap(TracingLogger::default())
                 .app_data(metrics.clone())
                 .app_data(scoring.clone())
                 .app_data(openapi.clone())

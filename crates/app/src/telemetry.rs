@@ -1,26 +1,87 @@
-//! Logging setup: one subscriber for the whole process, filtered by `RUST_LOG`.
+//! Telemetry setup: logs through `tracing`, and traces exported over OTLP when configured.
 //!
 //! Conventions: dotted field names (`model.name`), units in names (`duration_ms`), a failure is
 //! logged once where it is handled, and no log line carries an IP address, a device id or card
 //! data beyond the BIN.
 
-use tracing_subscriber::EnvFilter;
+use anyhow::Context;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, OtlpSettings};
 
-/// Installs the global `tracing` subscriber on stderr, filtered by `RUST_LOG` (default `info`):
-/// human-readable lines, or one JSON object per line. Call once, first thing in `main`.
-pub fn init_subscriber(format: LogFormat) {
+/// Keeps the trace pipeline alive; [`Telemetry::shutdown`] flushes it.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// Installs the global subscriber: log lines on stderr (text or JSON, filtered by `RUST_LOG`,
+/// default `info`), and, with `otlp`, spans exported in batches through a bounded queue, so a
+/// slow or missing collector never slows a request (spans beyond the queue are dropped).
+/// Incoming W3C `traceparent` headers are honoured. Call once, first thing in `main`, inside the
+/// runtime.
+///
+/// # Errors
+/// When the exporter cannot be built (an invalid endpoint).
+pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => logs.boxed(),
+        LogFormat::Json => logs
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init(),
+            .boxed(),
+    };
+    let provider = otlp.map(provider).transpose()?;
+    let traces = provider
+        .as_ref()
+        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("antifraud")));
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(traces)
+        .init();
+    Ok(Telemetry { provider })
+}
+
+fn provider(otlp: &OtlpSettings) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = if otlp.http {
+        // A programmatic endpoint is used as it is: add the signal's path.
+        let endpoint = format!("{}/v1/traces", otlp.endpoint.trim_end_matches('/'));
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(endpoint)
+            .build()
+    } else {
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(&otlp.endpoint)
+            .build()
+    }
+    .context("--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): cannot build the OTLP exporter")?;
+    Ok(SdkTracerProvider::builder()
+        // The batch processor exports from its own thread; its queue is bounded
+        // (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default).
+        .with_batch_exporter(exporter)
+        .with_resource(Resource::builder().with_service_name("antifraud").build())
+        .build())
+}
+
+impl Telemetry {
+    /// Flushes and stops the trace pipeline. It blocks, so it runs off the async workers.
+    pub async fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
     }
 }

@@ -191,7 +191,8 @@ where
     pub async fn score(&self, input: TransactionInput) -> Result<Scored, ScoreError> {
         let started = Instant::now();
         let received_at = self.clock.now();
-        let tx = input.validate(received_at)?;
+        // A span of its own, so a trace shows validation apart from the store and the model.
+        let tx = tracing::info_span!("validate").in_scope(|| input.validate(received_at))?;
         let fingerprint = Fingerprint::of(&tx);
         let degrade = self.policy.store_failure == StoreFailurePolicy::Degrade;
         let (stats, recorded) = match self.store.record(&tx, &fingerprint, received_at).await {

@@ -8,4 +8,5 @@ mod metrics;
 mod openapi;
 mod redis_faults;
 mod scoring;
+mod traces;
 mod validation;
