@@ -5,12 +5,18 @@
 //! data beyond the BIN.
 
 use anyhow::Context;
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::field::{Field, Visit};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -34,13 +40,15 @@ pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> anyhow::Result<Te
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs = match format {
         LogFormat::Text => logs.boxed(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed(),
+        LogFormat::Json => logs.event_format(JsonWithTrace).boxed(),
     };
-    let provider = otlp.map(provider).transpose()?;
+    // JSON lines carry trace and span ids, so spans get OpenTelemetry contexts even when nothing
+    // is exported: a provider without an exporter.
+    let provider = match (otlp, format) {
+        (Some(otlp), _) => Some(provider(otlp)?),
+        (None, LogFormat::Json) => Some(SdkTracerProvider::builder().build()),
+        (None, LogFormat::Text) => None,
+    };
     let traces = provider
         .as_ref()
         .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("antifraud")));
@@ -83,5 +91,65 @@ impl Telemetry {
         if let Some(provider) = self.provider {
             let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
         }
+    }
+}
+
+/// One JSON object per log line: `timestamp`, `level`, `target`, the event's fields (`message`
+/// among them), and `trace_id` / `span_id` of the current span, so a line leads to its trace.
+struct JsonWithTrace;
+
+impl<S, N> FormatEvent<S, N> for JsonWithTrace
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = serde_json::Map::new();
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        line.insert("timestamp".into(), now.into());
+        line.insert("level".into(), event.metadata().level().as_str().into());
+        line.insert("target".into(), event.metadata().target().into());
+        event.record(&mut FieldsToJson(&mut line));
+        let context = tracing::Span::current().context();
+        let span = context.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            line.insert("trace_id".into(), ids.trace_id().to_string().into());
+            line.insert("span_id".into(), ids.span_id().to_string().into());
+        }
+        let text = serde_json::to_string(&line).map_err(|_| std::fmt::Error)?;
+        writeln!(writer, "{text}")
+    }
+}
+
+/// Collects an event's fields as JSON values.
+struct FieldsToJson<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl Visit for FieldsToJson<'_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().into(), format!("{value:?}").into());
     }
 }

@@ -204,3 +204,57 @@ async fn a_dead_collector_neither_slows_nor_fails_requests() {
     child.kill().expect("stopped by pid");
     child.wait().expect("reaped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_inside_a_request_carry_its_trace_and_span_ids() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = dead.local_addr().expect("address").port();
+    drop(dead);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_antifraud"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--redis-timeout-ms",
+            "20",
+        ])
+        .args(["--redis-url", &format!("redis://127.0.0.1:{dead_port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let address = lines
+        .by_ref()
+        .take(50)
+        .find_map(|line| {
+            let line: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
+            (line["message"] == "antifraud listening")
+                .then(|| line["address"].as_str().map(str::to_owned))?
+        })
+        .expect("the service says where it listens");
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/api/v1/transactions"))
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&transaction("logged", "tx-1", 10.0, Duration::ZERO))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 503);
+    let warning = lines
+        .take(50)
+        .map(|line| serde_json::from_str::<serde_json::Value>(&line.expect("UTF-8")).expect("JSON"))
+        .find(|line| line["message"] == "store unavailable, answering 503")
+        .expect("the outage is logged");
+    child.kill().expect("stopped by pid");
+    child.wait().expect("reaped");
+    assert_eq!(warning["level"], "WARN");
+    assert_eq!(warning["trace_id"], trace_id, "{warning}");
+    assert_eq!(
+        warning["span_id"].as_str().map(str::len),
+        Some(16),
+        "{warning}"
+    );
+}
