@@ -43,35 +43,18 @@ fn invalid_settings_stop_start_up_with_one_line_naming_the_setting() {
 
 #[test]
 fn json_logs_are_one_object_per_line() {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_antifraud"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let stderr = child.stderr.take().expect("piped");
-    let mut lines = Vec::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.expect("UTF-8");
-        let listening = line.contains("antifraud listening");
-        lines.push(line);
-        if listening || lines.len() > 20 {
-            break;
-        }
-    }
-    child.kill().expect("stopped by pid");
-    child.wait().expect("reaped");
-    let last: serde_json::Value =
-        serde_json::from_str(lines.last().expect("a line")).expect("JSON");
-    assert_eq!(last["message"], "antifraud listening", "{lines:?}");
-    assert_eq!(last["level"], "INFO");
+    // Binary::start parses every line up to "antifraud listening" as JSON, or fails.
+    let binary = crate::helpers::Binary::start(&[], &[]);
     assert!(
-        last["address"]
-            .as_str()
-            .expect("an address")
-            .starts_with("127.0.0.1:")
+        binary.address.starts_with("127.0.0.1:"),
+        "{}",
+        binary.address
     );
-    for line in &lines {
-        serde_json::from_str::<serde_json::Value>(line).expect("every line is JSON");
-    }
+    assert_eq!(binary.listening["level"], "INFO");
+    assert_eq!(binary.listening["target"], "antifraud_app::startup");
+    assert!(
+        binary.listening["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
 }

@@ -172,3 +172,58 @@ pub(crate) async fn sample(app: &TestApp, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The `antifraud` binary started with JSON logs on a free port, stopped by pid when dropped.
+pub(crate) struct Binary {
+    child: std::process::Child,
+    /// Where it listens, as it logged it.
+    pub(crate) address: String,
+    /// The log line that said so.
+    pub(crate) listening: Value,
+    /// Its remaining log lines.
+    pub(crate) lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+}
+
+impl Binary {
+    /// Starts the binary with these arguments and environment, and waits until it says where it
+    /// listens.
+    pub(crate) fn start(args: &[&str], env: &[(&str, String)]) -> Binary {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_antifraud"))
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        // Every line up to the announcement must be JSON: the binary runs with JSON logs.
+        let listening = lines
+            .by_ref()
+            .take(50)
+            .map(|line| {
+                let line = line.expect("UTF-8 log lines");
+                serde_json::from_str::<Value>(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+            })
+            .find(|line| line["message"] == "antifraud listening")
+            .expect("the service says where it listens");
+        let address = listening["address"]
+            .as_str()
+            .expect("an address")
+            .to_owned();
+        Binary {
+            child,
+            address,
+            listening,
+            lines,
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

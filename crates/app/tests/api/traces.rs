@@ -1,8 +1,6 @@
 //! OTLP export: the binary, pointed at a receiver in this test, exports the spans of a scored
 //! request with the caller's trace as parent and the store and model calls as children.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -13,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use time::Duration;
 
-use crate::helpers::transaction;
+use crate::helpers::{Binary, transaction};
 
 type Received = Arc<Mutex<Vec<Span>>>;
 
@@ -56,27 +54,18 @@ async fn a_scored_request_is_exported_as_a_trace_with_child_spans() {
     let receiver_port = receiver.addrs()[0].port();
     tokio::spawn(receiver.run());
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_antifraud"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{receiver_port}"),
-        )
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let stderr = child.stderr.take().expect("piped");
-    let mut address = None;
-    for line in BufReader::new(stderr).lines().take(20) {
-        let line: serde_json::Value = serde_json::from_str(&line.expect("UTF-8")).expect("JSON");
-        if line["message"] == "antifraud listening" {
-            address = line["address"].as_str().map(str::to_owned);
-            break;
-        }
-    }
-    let address = address.expect("the service says where it listens");
+    let binary = Binary::start(
+        &[],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{receiver_port}"),
+            ),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
+        ],
+    );
+    let address = &binary.address;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
@@ -106,8 +95,7 @@ async fn a_scored_request_is_exported_as_a_trace_with_child_spans() {
         );
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     };
-    child.kill().expect("stopped by pid");
-    child.wait().expect("reaped");
+    drop(binary);
 
     let server = spans
         .iter()
@@ -165,26 +153,17 @@ async fn a_dead_collector_neither_slows_nor_fails_requests() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_port = dead.local_addr().expect("address").port();
     drop(dead);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_antifraud"))
-        .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{dead_port}"),
-        )
-        .env("OTEL_BSP_SCHEDULE_DELAY", "50")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let stderr = child.stderr.take().expect("piped");
-    let address = BufReader::new(stderr)
-        .lines()
-        .take(20)
-        .find_map(|line| {
-            let line: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
-            (line["message"] == "antifraud listening")
-                .then(|| line["address"].as_str().map(str::to_owned))?
-        })
-        .expect("the service says where it listens");
+    let binary = Binary::start(
+        &[],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{dead_port}"),
+            ),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50".into()),
+        ],
+    );
+    let address = &binary.address;
     let client = reqwest::Client::new();
     for i in 0..30 {
         let response = client
@@ -201,8 +180,6 @@ async fn a_dead_collector_neither_slows_nor_fails_requests() {
             .expect("answered before the client's timeout");
         assert_eq!(response.status(), 200);
     }
-    child.kill().expect("stopped by pid");
-    child.wait().expect("reaped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,29 +187,12 @@ async fn json_log_lines_inside_a_request_carry_its_trace_and_span_ids() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let dead_port = dead.local_addr().expect("address").port();
     drop(dead);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_antifraud"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--redis-timeout-ms",
-            "20",
-        ])
-        .args(["--redis-url", &format!("redis://127.0.0.1:{dead_port}")])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-    let address = lines
-        .by_ref()
-        .take(50)
-        .find_map(|line| {
-            let line: serde_json::Value = serde_json::from_str(&line.ok()?).ok()?;
-            (line["message"] == "antifraud listening")
-                .then(|| line["address"].as_str().map(str::to_owned))?
-        })
-        .expect("the service says where it listens");
+    let redis_url = format!("redis://127.0.0.1:{dead_port}");
+    let mut binary = Binary::start(
+        &["--redis-timeout-ms", "20", "--redis-url", &redis_url],
+        &[],
+    );
+    let address = binary.address.clone();
 
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let response = reqwest::Client::new()
@@ -243,13 +203,12 @@ async fn json_log_lines_inside_a_request_carry_its_trace_and_span_ids() {
         .await
         .expect("answered");
     assert_eq!(response.status(), 503);
-    let warning = lines
+    let warning = (&mut binary.lines)
         .take(50)
         .map(|line| serde_json::from_str::<serde_json::Value>(&line.expect("UTF-8")).expect("JSON"))
         .find(|line| line["message"] == "store unavailable, answering 503")
         .expect("the outage is logged");
-    child.kill().expect("stopped by pid");
-    child.wait().expect("reaped");
+
     assert_eq!(warning["level"], "WARN");
     assert_eq!(warning["trace_id"], trace_id, "{warning}");
     assert_eq!(
