@@ -60,7 +60,7 @@ fn the_domain_depends_on_no_framework_or_io_crate() {
             "normal",
             "--prefix",
             "none",
-            "--offline",
+            "--locked",
         ])
         .current_dir(root())
         .output()
