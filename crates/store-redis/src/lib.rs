@@ -107,12 +107,18 @@ impl RedisStore {
         })
     }
 
-    /// Waits until every connection of the pool is up, at most `timeout`.
+    /// Waits until every connection of the pool is up, at most `timeout`, then loads the
+    /// scripts, so that the first requests do not pay for `NOSCRIPT` and a reload.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when Redis cannot be reached in time.
     pub async fn wait_for_connect(&self, timeout: Duration) -> Result<(), StoreError> {
-        match tokio::time::timeout(timeout, self.pool.wait_for_connect()).await {
+        let ready = async {
+            self.pool.wait_for_connect().await?;
+            self.record.load(self.pool.next_connected()).await?;
+            self.commit.load(self.pool.next_connected()).await
+        };
+        match tokio::time::timeout(timeout, ready).await {
             Ok(result) => result.map_err(classify),
             Err(_) => Err(StoreError::Unavailable(
                 format!("no connection to Redis within {timeout:?}").into(),

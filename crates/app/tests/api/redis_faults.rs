@@ -80,7 +80,8 @@ async fn with_reject_an_outage_gets_503_and_nothing_is_lost_or_counted_twice() {
     let mut app = app_on_redis(durable_redis(), "reject").await;
     let first = transaction("alice", "tx-1", 10.0, Duration::ZERO);
     let second = transaction("alice", "tx-2", 20.0, Duration::ZERO);
-    assert_eq!(count_24h(&app.score_ok(&first).await), 1);
+    // A loaded machine may answer the very first request late: retry it as a client would.
+    assert_eq!(count_24h(&until_ok(&app, &first).await.1), 1);
 
     redis(&mut app).stop();
     for _ in 0..3 {
@@ -129,8 +130,7 @@ async fn with_reject_an_outage_gets_503_and_nothing_is_lost_or_counted_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_degrade_an_outage_scores_without_history_and_says_so() {
     let mut app = app_on_redis(durable_redis(), "degrade").await;
-    app.score_ok(&transaction("bob", "tx-1", 10.0, Duration::ZERO))
-        .await;
+    until_ok(&app, &transaction("bob", "tx-1", 10.0, Duration::ZERO)).await;
     redis(&mut app).stop();
 
     let (status, replayed, body) =
@@ -161,7 +161,17 @@ async fn with_degrade_an_outage_scores_without_history_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_flushed_mid_run_are_loaded_again() {
-    let mut app = app_on_redis(RedisServer::start(), "reject").await;
+    // The reload is under test, not timing: a command timeout a loaded machine cannot miss.
+    let server = RedisServer::start();
+    let mut app = spawn_app_on(
+        Cli {
+            redis_url: Some(server.url()),
+            redis_timeout_ms: Some("5000".into()),
+            ..Cli::default()
+        },
+        Some(server),
+    )
+    .await;
     app.score_ok(&transaction("carol", "tx-1", 1.0, Duration::ZERO))
         .await;
     let reply = redis(&mut app)
@@ -179,8 +189,7 @@ async fn a_redis_that_answers_slowly_cannot_hold_a_request_past_the_budget() {
     let server = RedisServer::start_with(&["--enable-debug-command", "local"]);
     let port = server.port();
     let app = app_on_redis(server, "reject").await;
-    app.score_ok(&transaction("dave", "tx-1", 1.0, Duration::ZERO))
-        .await;
+    until_ok(&app, &transaction("dave", "tx-1", 1.0, Duration::ZERO)).await;
 
     // DEBUG SLEEP blocks Redis for a second on its own connection.
     let sleeper = std::thread::spawn(move || {
