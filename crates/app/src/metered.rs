@@ -30,13 +30,27 @@ impl MeteredStore {
         operation: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        let span = tracing::info_span!(
-            "store",
-            otel.name = %format!("store.{operation}"),
-            otel.kind = "client",
-            db.system = self.system,
-            db.operation.name = operation,
-        );
+        // Span names are static: one per operation, nothing formatted per request.
+        let span = match operation {
+            "record" => tracing::info_span!(
+                "store.record",
+                otel.kind = "client",
+                db.system = self.system,
+                db.operation.name = operation
+            ),
+            "commit" => tracing::info_span!(
+                "store.commit",
+                otel.kind = "client",
+                db.system = self.system,
+                db.operation.name = operation
+            ),
+            _ => tracing::info_span!(
+                "store.check",
+                otel.kind = "client",
+                db.system = self.system,
+                db.operation.name = operation
+            ),
+        };
         let started = Instant::now();
         let result = call.instrument(span).await;
         let m = &self.metrics;
