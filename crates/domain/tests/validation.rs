@@ -5,22 +5,13 @@ use antifraud_domain::{Fingerprint, TransactionInput, Violation};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
-const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+mod common;
+
+use common::NOW;
 
 fn valid() -> TransactionInput {
     TransactionInput {
-        customer_id: Some("cust-1".into()),
-        transaction_id: Some("tx-1".into()),
-        amount: Some(120.0),
-        currency: Some("EUR".into()),
-        kind: Some(1),
-        merchant_id: Some("m-1".into()),
-        card_bin: Some("411111".into()),
         ip_address: Some("2001:db8::1".into()),
-        device_id: Some("d-1".into()),
-        location: Some("Berlin, DE".into()),
-        channel: Some("online".into()),
-        timestamp: Some("2026-11-25T11:59:00Z".into()),
         is_fraud: Some(false),
         merchant_risk_score: Some(0.2),
         card_risk_score: Some(1.0),
@@ -31,6 +22,7 @@ fn valid() -> TransactionInput {
         customer_segments: Some(vec!["retail".into(), "premium".into()]),
         transaction_category: Some("grocery".into()),
         is_high_value: None,
+        ..common::required_fields()
     }
 }
 
