@@ -67,7 +67,9 @@ pub struct Cli {
     #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_name = "PROTOCOL")]
     pub otlp_protocol: Option<String>,
 
-    /// Fraud model [default: builtin].
+    /// Fraud model: `shipped` (the trained model in the binary), `builtin` (the logistic
+    /// baseline), `onnx:PATH` (an ONNX file; SIGHUP reloads it) or
+    /// `http(s)://HOST:PORT/v2/models/NAME` (an Open Inference Protocol server) [default: shipped].
     #[arg(long, env = "ANTIFRAUD_MODEL", value_name = "MODEL")]
     pub model: Option<String>,
 
@@ -249,8 +251,37 @@ pub struct OtlpSettings {
 /// Which model scores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSettings {
+    /// The model trained by `ml/train.py`, embedded in the binary (falls back to the baseline,
+    /// with a warning, if it cannot load).
+    Shipped,
     /// The built-in logistic baseline.
     Builtin,
+    /// An ONNX file, read at start-up and again on SIGHUP.
+    Onnx(PathBuf),
+    /// An Open Inference Protocol (KServe V2) model URL.
+    Remote(String),
+}
+
+impl ModelSettings {
+    fn parse(value: &str) -> Result<Self, ConfigError> {
+        let expected = "expected shipped, builtin, onnx:PATH or http(s)://HOST:PORT/v2/models/NAME";
+        match value {
+            "shipped" => Ok(ModelSettings::Shipped),
+            "builtin" => Ok(ModelSettings::Builtin),
+            _ => {
+                if let Some(path) = value.strip_prefix("onnx:") {
+                    if path.is_empty() {
+                        return Err(invalid(MODEL, value, "onnx: needs a file path"));
+                    }
+                    Ok(ModelSettings::Onnx(PathBuf::from(path)))
+                } else if value.starts_with("http://") || value.starts_with("https://") {
+                    Ok(ModelSettings::Remote(value.to_owned()))
+                } else {
+                    Err(invalid(MODEL, value, expected))
+                }
+            }
+        }
+    }
 }
 
 /// The validated configuration of the service.
@@ -352,8 +383,8 @@ impl Settings {
                 }
             };
         let model = match pick(cli.model, file.model).as_deref() {
-            None | Some("builtin") => ModelSettings::Builtin,
-            Some(other) => return Err(invalid(MODEL, other, "expected builtin")),
+            None => ModelSettings::Shipped,
+            Some(value) => ModelSettings::parse(value)?,
         };
         let defaults = ScoringPolicy::DEFAULT;
         let timeout = match pick(cli.model_timeout_ms, file.model_timeout_ms) {
@@ -482,7 +513,7 @@ mod tests {
             "127.0.0.1:8000".parse().expect("an address")
         );
         assert_eq!(settings.store, StoreSettings::Embedded);
-        assert_eq!(settings.model, ModelSettings::Builtin);
+        assert_eq!(settings.model, ModelSettings::Shipped);
         assert_eq!(settings.policy, ScoringPolicy::DEFAULT);
         assert_eq!(settings.policy.model_timeout(), Duration::from_millis(100));
         assert_eq!(settings.policy.default_score(), 0.5);
@@ -515,6 +546,28 @@ mod tests {
             StoreSettings::Redis(RedisSettings::new("redis://127.0.0.1:7000"))
         );
         assert_eq!(s.policy.store_failure(), StoreFailurePolicy::Reject);
+    }
+
+    #[test]
+    fn every_kind_of_model_is_read() {
+        let model = |value: &str| cli(&["--model", value]).map(|s| s.model);
+        assert_eq!(model("shipped").expect("valid"), ModelSettings::Shipped);
+        assert_eq!(model("builtin").expect("valid"), ModelSettings::Builtin);
+        assert_eq!(
+            model("onnx:/models/fraud.onnx").expect("valid"),
+            ModelSettings::Onnx(PathBuf::from("/models/fraud.onnx"))
+        );
+        assert_eq!(
+            model("https://models:8080/v2/models/fraud").expect("valid"),
+            ModelSettings::Remote("https://models:8080/v2/models/fraud".into())
+        );
+        for bad in ["onnx:", "gpt", "/models/fraud.onnx"] {
+            let message = model(bad).expect_err(bad).to_string();
+            assert!(
+                message.starts_with("--model (ANTIFRAUD_MODEL)"),
+                "{message}"
+            );
+        }
     }
 
     #[test]

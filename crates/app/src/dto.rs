@@ -150,7 +150,7 @@ impl From<TransactionRequest> for TransactionInput {
     "customer_avg_amount_12h": 87.75,
     "customer_avg_amount_24h": 70.5,
     "processed_at": "2026-11-25T10:00:00.412Z",
-    "model_name": "builtin-logistic",
+    "model_name": "fraud-gbdt",
     "model_version": "1",
     "model_status": "ok",
     "degraded": false

@@ -5,6 +5,7 @@ pub mod config;
 mod dto;
 mod metered;
 mod metrics;
+mod model;
 mod problem;
 mod routes;
 mod startup;

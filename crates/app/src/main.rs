@@ -2,10 +2,13 @@
 
 use std::process::ExitCode;
 
+use antifraud_app::config::LogFormat;
 use antifraud_app::{Application, Settings, telemetry};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    // Before any HTTP client exists (OTLP exporter, remote model): see the function's docs.
+    antifraud_model::install_crypto_provider();
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(error) => {
@@ -21,11 +24,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let log_format = settings.log_format;
     let application = match Application::build(settings).await {
         Ok(application) => application,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "antifraud failed to start");
-            eprintln!("antifraud: cannot start: {error:#}");
+            // One line: a JSON log line for log pipelines, plain text for people.
+            match log_format {
+                LogFormat::Json => {
+                    tracing::error!(error = format!("{error:#}"), "antifraud failed to start");
+                }
+                LogFormat::Text => eprintln!("antifraud: cannot start: {error:#}"),
+            }
             return ExitCode::from(1);
         }
     };

@@ -103,13 +103,13 @@ impl TransactionStore for MeteredStore {
 /// A model whose calls are timed, including those the use case abandons at the budget.
 pub(crate) struct MeteredModel {
     pub(crate) inner: Arc<dyn FraudModel>,
-    pub(crate) identity: ModelIdentity,
     pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Observes the call's time when dropped: after an answer, or when the use case gives up.
 struct CallTimer<'a> {
     model: &'a MeteredModel,
+    identity: ModelIdentity,
     started: Instant,
 }
 
@@ -117,26 +117,29 @@ impl Drop for CallTimer<'_> {
     fn drop(&mut self) {
         self.model
             .metrics
-            .model_call(&self.model.identity, self.started.elapsed());
+            .model_call(&self.identity, self.started.elapsed());
     }
 }
 
 #[async_trait]
 impl FraudModel for MeteredModel {
     fn identity(&self) -> ModelIdentity {
-        self.identity.clone()
+        self.inner.identity()
     }
 
     async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
-        let _timer = CallTimer {
-            model: self,
-            started: Instant::now(),
-        };
+        // Read per call: the model may be reloaded between requests.
+        let identity = self.inner.identity();
         let span = tracing::info_span!(
             "model.predict",
-            model.name = %self.identity.name,
-            model.version = %self.identity.version,
+            model.name = %identity.name,
+            model.version = %identity.version,
         );
+        let _timer = CallTimer {
+            model: self,
+            identity,
+            started: Instant::now(),
+        };
         self.inner.predict(features).instrument(span).await
     }
 

@@ -9,16 +9,16 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
 use antifraud_memory::MemoryStore;
-use antifraud_model::BuiltinModel;
 use antifraud_redis::RedisStore;
 use anyhow::Context;
 use time::OffsetDateTime;
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 
-use crate::config::{ModelSettings, Settings, StoreSettings};
+use crate::config::{Settings, StoreSettings};
 use crate::metered::{MeteredModel, MeteredStore};
 use crate::metrics::{Metrics, track_http};
+use crate::model::{ReloadableModel, reload_on_hangup};
 use crate::routes::{self, ApiDoc, OpenApiJson};
 use crate::system_clock::SystemClock;
 
@@ -37,6 +37,7 @@ pub struct Application {
     server: Server,
     memory: Option<Arc<MemoryStore>>,
     redis: Option<Arc<RedisStore>>,
+    model: Arc<ReloadableModel>,
 }
 
 impl Application {
@@ -61,24 +62,26 @@ impl Application {
                 (redis.clone(), None, Some(redis))
             }
         };
-        let model: Arc<dyn FraudModel> = match settings.model {
-            ModelSettings::Builtin => Arc::new(BuiltinModel),
-        };
+        antifraud_model::install_crypto_provider();
+        let model = Arc::new(ReloadableModel::load(
+            &settings.model,
+            settings.policy.model_timeout(),
+        )?);
+        let serving = model.identity();
         let metrics = Arc::new(Metrics::new());
         let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
             inner: store,
             system: if memory.is_some() { "memory" } else { "redis" },
             metrics: Arc::clone(&metrics),
         });
-        let model: Arc<dyn FraudModel> = Arc::new(MeteredModel {
-            identity: model.identity(),
-            inner: model,
+        let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
+            inner: model.clone(),
             metrics: Arc::clone(&metrics),
         });
         let metrics = web::Data::from(metrics);
         let scoring = web::Data::new(ScoringService::new(
             store,
-            model,
+            metered,
             SystemClock,
             settings.policy,
         ));
@@ -115,7 +118,8 @@ impl Application {
             %address,
             store = if memory.is_some() { "embedded" } else { "redis" },
             store_failure_policy = ?settings.policy.store_failure(),
-            model = "builtin",
+            model.name = %serving.name,
+            model.version = %serving.version,
             model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
             default_score = settings.policy.default_score(),
             fraud_threshold = settings.policy.fraud_threshold(),
@@ -126,6 +130,7 @@ impl Application {
             server,
             memory,
             redis,
+            model,
         })
     }
 
@@ -150,7 +155,9 @@ impl Application {
                 }
             })
         });
+        let reloader = tokio::spawn(reload_on_hangup(self.model));
         let result = self.server.await;
+        reloader.abort();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
         }

@@ -36,6 +36,8 @@ pub struct Telemetry {
 /// # Errors
 /// When the exporter cannot be built (an invalid endpoint).
 pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> anyhow::Result<Telemetry> {
+    // The HTTP exporter builds a reqwest client: see the function's docs.
+    antifraud_model::install_crypto_provider();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs = match format {
@@ -59,6 +61,23 @@ pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> anyhow::Result<Te
         .with(traces)
         .init();
     Ok(Telemetry { provider })
+}
+
+/// The W3C trace context of the current span as headers (`traceparent`, `tracestate`), for
+/// calls to other services such as a remote model. Empty when no trace is being recorded.
+pub(crate) fn trace_context_headers() -> Vec<(String, String)> {
+    struct Headers(Vec<(String, String)>);
+    impl opentelemetry::propagation::Injector for Headers {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.push((key.to_owned(), value));
+        }
+    }
+    let context = tracing::Span::current().context();
+    let mut headers = Headers(Vec::new());
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut headers);
+    });
+    headers.0
 }
 
 fn provider(otlp: &OtlpSettings) -> anyhow::Result<SdkTracerProvider> {

@@ -152,6 +152,12 @@ impl Features {
         Features(v)
     }
 
+    /// A vector computed elsewhere (stored, or built by training code), in [`FEATURE_NAMES`]
+    /// order; `None` unless it has exactly one value per feature.
+    pub fn from_slice(values: &[f64]) -> Option<Self> {
+        values.try_into().ok().map(Features)
+    }
+
     /// One feature's value.
     pub fn get(&self, feature: Feature) -> f64 {
         self.0[feature as usize]

@@ -22,6 +22,13 @@ fn redis_requested() -> bool {
     std::env::var("ANTIFRAUD_TEST_STORE").is_ok_and(|store| store == "redis")
 }
 
+/// An HTTP client for tests. reqwest panics when built before a TLS provider is installed (see
+/// `antifraud_model::install_crypto_provider`).
+pub(crate) fn http_client() -> reqwest::Client {
+    antifraud_model::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// Starts the service with default settings on a free port.
 pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(Cli::default()).await
@@ -52,7 +59,7 @@ pub(crate) async fn spawn_app_on(cli: Cli, redis: Option<RedisServer>) -> TestAp
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
-        client: reqwest::Client::new(),
+        client: http_client(),
         redis,
     }
 }
@@ -218,6 +225,18 @@ impl Binary {
             listening,
             lines,
         }
+    }
+}
+
+impl Binary {
+    /// Sends a signal (`HUP`, `TERM`...) to this process, by pid.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} succeeds");
     }
 }
 

@@ -5,6 +5,7 @@ mod health;
 mod helpers;
 mod idempotency;
 mod metrics;
+mod models;
 mod openapi;
 mod redis_faults;
 mod scoring;

@@ -34,21 +34,58 @@ async fn scoring_traffic_shows_in_the_metrics() {
 
     let route = "route=\"/api/v1/transactions\"";
     for (series, expected) in [
-        (format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"200\"}}"), 2.0),
-        (format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"409\"}}"), 1.0),
-        (format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"422\"}}"), 1.0),
-        (format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"400\"}}"), 1.0),
-        ("antifraud_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}".into(), 1.0),
+        (
+            format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"200\"}}"),
+            2.0,
+        ),
+        (
+            format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"409\"}}"),
+            1.0,
+        ),
+        (
+            format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"422\"}}"),
+            1.0,
+        ),
+        (
+            format!("antifraud_http_requests_total{{method=\"POST\",{route},status=\"400\"}}"),
+            1.0,
+        ),
+        (
+            "antifraud_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}"
+                .into(),
+            1.0,
+        ),
         ("antifraud_idempotent_replays_total".into(), 1.0),
         ("antifraud_idempotency_conflicts_total".into(), 1.0),
         ("antifraud_score_count".into(), 1.0),
         ("antifraud_decisions_total{decision=\"legit\"}".into(), 1.0),
-        ("antifraud_validation_rejections_total{field=\"currency\",reason=\"unknown_currency\"}".into(), 1.0),
-        ("antifraud_validation_rejections_total{field=\"customer_segments\",reason=\"empty\"}".into(), 1.0),
-        ("antifraud_validation_rejections_total{field=\"body\",reason=\"malformed\"}".into(), 1.0),
-        ("antifraud_model_outcomes_total{model=\"builtin-logistic\",status=\"ok\",version=\"1\"}".into(), 1.0),
-        ("antifraud_model_duration_seconds_count{model=\"builtin-logistic\",version=\"1\"}".into(), 1.0),
-        ("antifraud_store_duration_seconds_count{operation=\"commit\"}".into(), 1.0),
+        (
+            "antifraud_validation_rejections_total{field=\"currency\",reason=\"unknown_currency\"}"
+                .into(),
+            1.0,
+        ),
+        (
+            "antifraud_validation_rejections_total{field=\"customer_segments\",reason=\"empty\"}"
+                .into(),
+            1.0,
+        ),
+        (
+            "antifraud_validation_rejections_total{field=\"body\",reason=\"malformed\"}".into(),
+            1.0,
+        ),
+        (
+            "antifraud_model_outcomes_total{model=\"fraud-gbdt\",status=\"ok\",version=\"1\"}"
+                .into(),
+            1.0,
+        ),
+        (
+            "antifraud_model_duration_seconds_count{model=\"fraud-gbdt\",version=\"1\"}".into(),
+            1.0,
+        ),
+        (
+            "antifraud_store_duration_seconds_count{operation=\"commit\"}".into(),
+            1.0,
+        ),
         ("antifraud_store_up".into(), 1.0),
     ] {
         assert_eq!(sample(&app, &series).await, expected, "{series}");

@@ -53,7 +53,10 @@ async fn a_valid_transaction_is_scored_with_every_contract_field() {
     let processed_at = body["processed_at"].as_str().expect("a string");
     let parsed = time::OffsetDateTime::parse(processed_at, &Rfc3339).expect("RFC 3339");
     assert!(processed_at.ends_with('Z') && parsed.offset().is_utc());
-    assert_eq!(body["model_name"], "builtin-logistic");
+    assert_eq!(
+        body["model_name"], "fraud-gbdt",
+        "the shipped model scores by default"
+    );
     assert_eq!(body["model_status"], "ok");
 }
 

@@ -69,7 +69,7 @@ async fn a_scored_request_is_exported_as_a_trace_with_child_spans() {
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http_client()
         .post(format!("http://{address}/api/v1/transactions"))
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
         .json(&transaction("traced", "tx-1", 10.0, Duration::ZERO))
@@ -137,7 +137,7 @@ async fn a_scored_request_is_exported_as_a_trace_with_child_spans() {
         .expect("model");
     assert_eq!(
         attribute(model, "model.name").as_deref(),
-        Some("builtin-logistic")
+        Some("fraud-gbdt")
     );
 }
 
@@ -164,7 +164,7 @@ async fn a_dead_collector_neither_slows_nor_fails_requests() {
         ],
     );
     let address = &binary.address;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     for i in 0..30 {
         let response = client
             .post(format!("http://{address}/api/v1/transactions"))
@@ -195,7 +195,7 @@ async fn json_log_lines_inside_a_request_carry_its_trace_and_span_ids() {
     let address = binary.address.clone();
 
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http_client()
         .post(format!("http://{address}/api/v1/transactions"))
         .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
         .json(&transaction("logged", "tx-1", 10.0, Duration::ZERO))

@@ -1,0 +1,112 @@
+//! The model the settings name, swappable at run time: `onnx:PATH` models reload on SIGHUP.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use antifraud_domain::{Features, FraudModel, ModelError, ModelIdentity};
+use antifraud_model::{BuiltinModel, OnnxModel, RemoteModel};
+use anyhow::Context;
+use async_trait::async_trait;
+
+use crate::config::ModelSettings;
+
+/// The current model behind a lock held only to clone an `Arc`: a reload swaps it while
+/// in-flight requests finish with the model they started with.
+pub(crate) struct ReloadableModel {
+    current: RwLock<Arc<dyn FraudModel>>,
+    source: ModelSettings,
+}
+
+impl ReloadableModel {
+    /// Loads the model `source` names. A model file that cannot serve stops start-up with one
+    /// line naming the setting and the reason.
+    pub(crate) fn load(source: &ModelSettings, call_timeout: Duration) -> anyhow::Result<Self> {
+        let model: Arc<dyn FraudModel> = match source {
+            ModelSettings::Builtin => Arc::new(BuiltinModel),
+            ModelSettings::Shipped => match OnnxModel::shipped() {
+                Ok(model) => Arc::new(model),
+                Err(error) => {
+                    // Cannot happen with a tested build; if it does, still score.
+                    tracing::error!(%error, "the shipped model does not load; using the built-in baseline");
+                    Arc::new(BuiltinModel)
+                }
+            },
+            ModelSettings::Onnx(path) => Arc::new(load_file(path)?),
+            ModelSettings::Remote(url) => Arc::new(
+                RemoteModel::new(url, call_timeout)
+                    .context("--model (ANTIFRAUD_MODEL)")?
+                    .with_headers(Arc::new(crate::telemetry::trace_context_headers)),
+            ),
+        };
+        Ok(ReloadableModel {
+            current: RwLock::new(model),
+            source: source.clone(),
+        })
+    }
+
+    fn get(&self) -> Arc<dyn FraudModel> {
+        // A poisoned lock means a panic while swapping an `Arc`, which cannot leave it torn.
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Reads the model file again and swaps it in. Keeps the current model when the new file
+    /// does not load. Models that are not files have nothing to reload.
+    pub(crate) fn reload(&self) -> anyhow::Result<Option<ModelIdentity>> {
+        let ModelSettings::Onnx(path) = &self.source else {
+            return Ok(None);
+        };
+        let model = load_file(path)?;
+        let identity = model.identity();
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
+        Ok(Some(identity))
+    }
+}
+
+fn load_file(path: &Path) -> anyhow::Result<OnnxModel> {
+    OnnxModel::load(path).context("--model (ANTIFRAUD_MODEL): the model cannot serve")
+}
+
+#[async_trait]
+impl FraudModel for ReloadableModel {
+    fn identity(&self) -> ModelIdentity {
+        self.get().identity()
+    }
+
+    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
+        self.get().predict(features).await
+    }
+
+    async fn check(&self) -> Result<(), ModelError> {
+        self.get().check().await
+    }
+}
+
+/// Reloads the model on every SIGHUP until the task is aborted.
+pub(crate) async fn reload_on_hangup(model: Arc<ReloadableModel>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP: the model will not reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        let model = Arc::clone(&model);
+        // Reading and compiling a large model file must not hold an async worker.
+        let outcome = tokio::task::spawn_blocking(move || model.reload()).await;
+        match outcome {
+            Ok(Ok(Some(identity))) => tracing::info!(
+                model.name = %identity.name,
+                model.version = %identity.version,
+                "model reloaded"
+            ),
+            Ok(Ok(None)) => tracing::info!("SIGHUP: the model is not a file, nothing to reload"),
+            Ok(Err(error)) => tracing::error!(
+                error = format!("{error:#}"),
+                "model reload failed; the previous model keeps serving"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "model reload panicked; the previous model keeps serving")
+            }
+        }
+    }
+}
