@@ -3,6 +3,8 @@
 //! - `cargo xtask lint`: rustfmt check and clippy on every target with warnings denied.
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
+//! - `cargo xtask bench-model`: feature extraction and in-process models, per row.
+//! - `cargo xtask train`: trains the shipped model and writes the parity fixtures (`ml/`).
 //! - `cargo xtask observability-check`: promtool checks, then every dashboard query and alert
 //!   rule against a live Prometheus scraping a live service.
 //! - `cargo xtask compose up|down|logs|ps`: the compose stack in deploy/.
@@ -16,6 +18,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 mod observability;
+mod python;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -33,6 +36,10 @@ enum Task {
     Test(Test),
     /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
     BenchStore(BenchStore),
+    /// Benchmark of feature extraction and every in-process model, per row (mean and tail).
+    BenchModel(BenchModel),
+    /// Trains the shipped model and writes the parity fixtures (ml/train.py in a pinned venv).
+    Train(Train),
     /// promtool checks, then every dashboard query and alert rule against a live Prometheus.
     ObservabilityCheck(observability::ObservabilityCheck),
     /// The compose stack in deploy/: up, down, logs or ps (needs a Docker engine).
@@ -44,6 +51,8 @@ fn main() -> ExitCode {
         Task::Lint(lint) => lint.run(),
         Task::Test(test) => test.run(),
         Task::BenchStore(bench) => bench.run(),
+        Task::BenchModel(bench) => bench.run(),
+        Task::Train(train) => train.run(),
         Task::ObservabilityCheck(check) => check.run(),
         Task::Compose(compose) => compose.run(),
     };
@@ -100,9 +109,12 @@ impl Test {
                 Some(("ANTIFRAUD_TEST_STORE", "redis")),
             )?;
         }
+        // The remote-model test serves a model from a real MLServer (see crates/model/tests).
+        let mlserver = ensure_mlserver()?;
+        let mlserver = mlserver.to_str().context("a UTF-8 path")?;
         let mut args = vec!["--workspace"];
         args.extend(&extra);
-        run_tests(&args, None)
+        run_tests(&args, Some(("ANTIFRAUD_TEST_MLSERVER", mlserver)))
     }
 }
 
@@ -194,6 +206,57 @@ impl BenchStore {
             "record",
         ])
     }
+}
+
+#[derive(clap::Args)]
+struct BenchModel {}
+
+impl BenchModel {
+    fn run(self) -> anyhow::Result<()> {
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "antifraud-model",
+            "--bench",
+            "inference",
+        ])
+    }
+}
+
+#[derive(clap::Args)]
+struct Train {
+    /// Arguments passed on to ml/train.py (`--seed`, `--customers`, `--days`, `--version`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+impl Train {
+    fn run(self) -> anyhow::Result<()> {
+        let ml = workspace_root().join("ml");
+        let bin = python::venv(&ml.join(".venv"), &ml.join("requirements.txt"))?;
+        let status = Command::new(bin.join("python"))
+            .arg(ml.join("train.py"))
+            .args(&self.args)
+            .current_dir(&ml)
+            .status()
+            .context("cannot run ml/train.py")?;
+        if !status.success() {
+            bail!("ml/train.py failed ({status})");
+        }
+        println!("train: done; `cargo xtask test -p antifraud-model` checks the parity fixtures");
+        Ok(())
+    }
+}
+
+/// The venv with Seldon MLServer that the remote-model test serves a model from.
+fn ensure_mlserver() -> anyhow::Result<PathBuf> {
+    let requirements = workspace_root().join("crates/model/tests/mlserver/requirements.txt");
+    let bin = python::venv(
+        &workspace_root().join("target/mlserver-venv"),
+        &requirements,
+    )?;
+    Ok(bin.join("mlserver"))
 }
 
 /// Runs tests with nextest when it is installed, else with `cargo test`.

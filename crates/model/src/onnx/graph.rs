@@ -7,6 +7,9 @@ use super::attrs::Attrs;
 use super::ops::Op;
 use super::proto::{GraphProto, ValueInfoProto, data_type};
 
+/// How far outside 0..1 a probability may fall by f32 rounding alone.
+const ROUNDING: f64 = 1e-5;
+
 /// One node to run: its operator, input slots and the slot its result goes to.
 #[derive(Debug, Clone)]
 struct Step {
@@ -32,6 +35,8 @@ pub(crate) struct Graph {
     pub(crate) output_description: String,
     /// Number of trees, when the model is an ensemble (for logs).
     pub(crate) trees: usize,
+    /// Worst-case tree nodes visited for one row, over all ensembles.
+    pub(crate) worst_case_steps: usize,
 }
 
 impl Graph {
@@ -193,15 +198,18 @@ impl Graph {
                 step.0.name
             )));
         }
-        let trees = steps
-            .iter()
-            .zip(&needed)
-            .filter(|(_, n)| **n)
-            .map(|(s, _)| match &s.op {
-                Op::Trees { ensemble, .. } => ensemble.trees(),
-                _ => 0,
-            })
-            .sum();
+        let ensembles = || {
+            steps
+                .iter()
+                .zip(&needed)
+                .filter(|(_, n)| **n)
+                .filter_map(|(s, _)| match &s.op {
+                    Op::Trees { ensemble, .. } => Some(ensemble),
+                    _ => None,
+                })
+        };
+        let trees = ensembles().map(|e| e.trees()).sum();
+        let worst_case_steps = ensembles().map(|e| e.worst_case_steps()).sum();
         let steps: Vec<Step> = steps
             .into_iter()
             .zip(needed)
@@ -218,6 +226,7 @@ impl Graph {
             output_column: 0,
             output_description: String::new(),
             trees,
+            worst_case_steps,
         };
         // The output's width decides the column: two columns are [P(0), P(1)], one is P(1).
         let probe = compiled.run_row(&vec![0.0; expected_width])?;
@@ -271,8 +280,16 @@ impl Graph {
         )]
         let row: Vec<f32> = features.iter().map(|&v| v as f32).collect();
         let out = self.run_row(&row).map_err(|e| e.to_string())?;
-        out.get(self.output_column)
+        let p = out
+            .get(self.output_column)
             .map(|&p| f64::from(p))
-            .ok_or_else(|| "the output row is too short".to_owned())
+            .ok_or_else(|| "the output row is too short".to_owned())?;
+        // Summing f32 leaf values (a forest's per-tree probabilities) can overshoot 1 by an ulp
+        // or two; that is rounding, not a model answering nonsense.
+        Ok(if (-ROUNDING..=1.0 + ROUNDING).contains(&p) {
+            p.clamp(0.0, 1.0)
+        } else {
+            p
+        })
     }
 }

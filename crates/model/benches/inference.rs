@@ -1,0 +1,159 @@
+//! Per-row cost of feature extraction and of every in-process model: criterion for the mean,
+//! then each call timed alone into an HDR histogram for the tail (p50/p99/p99.9), which is what
+//! the 20 µs p99 budget of an in-process model is about. Run with `cargo xtask bench-model`.
+
+#![allow(clippy::print_stdout, missing_docs)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use antifraud_domain::{
+    FEATURE_NAMES, Features, FraudModel, TransactionInput, WindowStat, WindowStats,
+};
+use antifraud_model::{BuiltinModel, OnnxModel};
+use criterion::Criterion;
+use hdrhistogram::Histogram;
+use time::macros::datetime;
+
+/// Rows a model sees: a spread of realistic values, some with missing risk scores.
+fn rows() -> Vec<Features> {
+    (0..1024)
+        .map(|i| {
+            let x = f64::from(i);
+            let mut v: Vec<f64> = (0..FEATURE_NAMES.len())
+                .map(|j| ((x * 0.37 + j as f64 * 1.7).sin() + 1.0) * 3.0)
+                .collect();
+            if i % 7 == 0 {
+                v[12] = f64::NAN;
+            }
+            Features::from_slice(&v).expect("full width")
+        })
+        .collect()
+}
+
+fn models() -> Vec<(String, OnnxModel)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut models = vec![(
+        "fraud-gbdt (shipped, 300 trees)".to_owned(),
+        OnnxModel::shipped().expect("loads"),
+    )];
+    for name in [
+        "sklearn-logistic",
+        "sklearn-random-forest",
+        "sklearn-hist-gradient-boosting",
+        "lightgbm",
+        "xgboost",
+    ] {
+        models.push((
+            name.to_owned(),
+            OnnxModel::load(&dir.join(format!("{name}.onnx"))).expect("loads"),
+        ));
+    }
+    models
+}
+
+fn transaction() -> (antifraud_domain::Transaction, WindowStats) {
+    let tx = TransactionInput {
+        customer_id: Some("c".into()),
+        transaction_id: Some("t".into()),
+        amount: Some(120.0),
+        currency: Some("EUR".into()),
+        kind: Some(1),
+        merchant_id: Some("m".into()),
+        card_bin: Some("411111".into()),
+        ip_address: Some("192.0.2.1".into()),
+        device_id: Some("d".into()),
+        location: Some("Berlin, DE".into()),
+        channel: Some("Online".into()),
+        timestamp: Some("2026-11-25T11:59:00Z".into()),
+        merchant_risk_score: Some(0.3),
+        ..TransactionInput::default()
+    }
+    .validate(datetime!(2026-11-25 12:00 UTC))
+    .expect("valid");
+    let stats = WindowStats::from_windows(std::array::from_fn(|i| WindowStat {
+        count: 3 + i as u64,
+        sum: 400.0 * (i + 1) as f64,
+    }));
+    (tx, stats)
+}
+
+fn criterion_benches(c: &mut Criterion, rows: &[Features], models: &[(String, OnnxModel)]) {
+    let (tx, stats) = transaction();
+    c.bench_function("features/extract", |b| {
+        b.iter(|| Features::new(black_box(&tx), black_box(&stats)))
+    });
+    let mut i = 0;
+    c.bench_function("model/builtin-logistic", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows.len();
+            BuiltinModel::probability(black_box(&rows[i]))
+        })
+    });
+    for (name, model) in models {
+        c.bench_function(&format!("model/{name}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % rows.len();
+                model.probability(black_box(&rows[i])).expect("scores")
+            })
+        });
+    }
+    // Through the port: the blocking-pool hop a request pays on top of the evaluation.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let shipped = &models[0].1;
+    c.bench_function(
+        "model/fraud-gbdt via FraudModel::predict (blocking pool)",
+        |b| {
+            b.to_async(&runtime).iter(|| {
+                i = (i + 1) % rows.len();
+                shipped.predict(&rows[i])
+            })
+        },
+    );
+}
+
+/// Each call timed alone: the tail, not the mean.
+fn tail_table(rows: &[Features], models: &[(String, OnnxModel)]) {
+    const CALLS: usize = 200_000;
+    println!("\n| model | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|");
+    let report = |name: &str, mut call: Box<dyn FnMut(&Features) -> f64 + '_>| {
+        let mut histogram = Histogram::<u64>::new(3).expect("valid precision");
+        for i in 0..CALLS {
+            let row = &rows[i % rows.len()];
+            let started = Instant::now();
+            black_box(call(black_box(row)));
+            histogram
+                .record(started.elapsed().as_nanos() as u64)
+                .expect("in range");
+        }
+        let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            histogram.max() as f64 / 1000.0
+        );
+    };
+    report("builtin-logistic", Box::new(BuiltinModel::probability));
+    for (name, model) in models {
+        report(
+            name,
+            Box::new(move |row| model.probability(row).expect("scores")),
+        );
+    }
+}
+
+fn main() {
+    let rows = rows();
+    let models = models();
+    let mut criterion = Criterion::default().configure_from_args();
+    criterion_benches(&mut criterion, &rows, &models);
+    criterion.final_summary();
+    tail_table(&rows, &models);
+}
