@@ -59,6 +59,8 @@ def featurize(txs):
 
 
 def set_metadata(model, name, version):
+    # Exporters name the graph with a random UUID; a fixed name makes the file reproducible.
+    model.graph.name = name
     meta = {
         "antifraud.model_name": name,
         "antifraud.model_version": version,

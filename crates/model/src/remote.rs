@@ -75,7 +75,8 @@ impl std::fmt::Debug for RemoteModel {
 
 impl RemoteModel {
     /// A client for `url`: `http(s)://HOST:PORT/v2/models/NAME[/versions/VERSION]`, optionally
-    /// with `?input=NAME&output=NAME` to set the tensor names. `call_timeout` bounds each
+    /// with `?input=NAME&output=NAME` to set the tensor names. `call_timeout` is the scoring
+    /// budget; see [`RemoteModel::backstop`] for how it bounds each call.
     /// inference call (the scoring budget).
     pub fn new(url: &str, call_timeout: Duration) -> Result<Self, RemoteModelError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
@@ -207,13 +208,21 @@ impl RemoteModel {
         Ok((meta.inputs.into_iter().next().map(|t| t.name), output))
     }
 
+    /// reqwest's own deadline for a call: twice the budget. The scoring use case abandons the
+    /// call at the budget (dropping it closes the connection) and reports `timeout`; were
+    /// reqwest's deadline the same, it could fire first and the outcome would read `error`.
+    /// This one only bounds calls made outside the use case.
+    fn backstop(&self) -> Duration {
+        self.call_timeout * 2 + Duration::from_millis(10)
+    }
+
     async fn infer(&self, features: &Features) -> Result<f64, ModelError> {
         let names = self.tensor_names().await?;
         let body = request_body(&names.input, &names.output, features.as_slice());
         let mut request = self
             .client
             .post(format!("{}/infer", self.base))
-            .timeout(self.call_timeout)
+            .timeout(self.backstop())
             .header("content-type", "application/json")
             .body(body);
         if let Some(hook) = &self.headers {

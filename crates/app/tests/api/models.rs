@@ -339,21 +339,35 @@ async fn a_remote_model_scores_with_the_probability_column_and_receives_the_trac
 #[tokio::test]
 async fn a_slow_remote_model_gets_the_default_score_within_the_budget() {
     let server = FakeModelServer::start(Behaviour::Slow(Duration::from_secs(3)));
-    let app = spawn_with_remote(&server, 50).await;
-    let started = Instant::now();
-    let body = score_one(&app, "tx-1").await;
-    let elapsed = started.elapsed();
-    assert_eq!(body["model_status"], "timeout");
-    assert_eq!(body["scoring"], 0.5);
-    // The budget is 50 ms, the model takes 3 s: the answer comes at the budget, not the model's
-    // pace. The margin is wide because this machine is shared; the point is that nobody waits
-    // for the model.
-    assert!(
-        elapsed < Duration::from_millis(1000),
-        "answered after {elapsed:?}"
-    );
+    let app = std::sync::Arc::new(spawn_with_remote(&server, 50).await);
+    // 40 requests, 8 at a time, each timed from send to answer.
+    let mut elapsed = Vec::new();
+    for batch in 0..5 {
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let body = score_one(&app, &format!("tx-{batch}-{i}")).await;
+                    (started.elapsed(), body)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (took, body) = task.await.expect("the request completes");
+            assert_eq!(body["model_status"], "timeout");
+            assert_eq!(body["scoring"], 0.5);
+            elapsed.push(took);
+        }
+    }
+    elapsed.sort();
+    let p99 = elapsed[(elapsed.len() * 99).div_ceil(100) - 1];
+    // The budget is 50 ms, the model takes 3 s: answers come at the budget, not at the model's
+    // pace. The margin is wide because this machine is shared; what it rules out is waiting for
+    // the model.
+    assert!(p99 < Duration::from_millis(1000), "p99 {p99:?}");
     let timeouts = "antifraud_model_outcomes_total{model=\"fraud-remote\",status=\"timeout\",version=\"remote\"}";
-    assert_eq!(sample(&app, timeouts).await, 1.0);
+    assert_eq!(sample(&app, timeouts).await, 40.0);
 }
 
 #[tokio::test]

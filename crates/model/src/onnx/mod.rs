@@ -38,8 +38,8 @@ pub mod metadata {
 }
 
 /// Rows whose worst-case walk visits at most this many tree nodes are evaluated on the calling
-/// async worker: at ~10 ns a node that is under 50 µs, while the hop to the blocking pool alone
-/// costs ~15 µs (measured by `cargo xtask bench-model`). Larger models go to the blocking pool,
+/// async worker: at a few ns a node (lock-step walk) that is well under 50 µs, while the hop to the blocking pool alone
+/// costs ~12 µs (measured by `cargo xtask bench-model`). Larger models go to the blocking pool,
 /// so that a slow evaluation never holds a worker and the scoring budget's timer fires on time.
 const INLINE_MAX_STEPS: usize = 4096;
 
