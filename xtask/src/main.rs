@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask lint`: rustfmt check and clippy on every target with warnings denied.
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
+//! - `cargo xtask load`: open-loop traffic against a running service, with an honest report.
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
 //! - `cargo xtask bench-model`: feature extraction and in-process models, per row.
 //! - `cargo xtask train`: trains the shipped model and writes the parity fixtures (`ml/`).
@@ -17,6 +18,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+mod load;
 mod observability;
 mod python;
 use clap::{Parser, Subcommand};
@@ -34,6 +36,9 @@ enum Task {
     Lint(Lint),
     /// The whole test suite: unit, conformance, API and doc tests.
     Test(Test),
+    /// Open-loop traffic against a running service: constant rate or ramp stages, latency from
+    /// the intended send time, a report and optional pass/fail gates.
+    Load(load::Load),
     /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
     BenchStore(BenchStore),
     /// Benchmark of feature extraction and every in-process model, per row (mean and tail).
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().task {
         Task::Lint(lint) => lint.run(),
         Task::Test(test) => test.run(),
+        Task::Load(load) => load.run(),
         Task::BenchStore(bench) => bench.run(),
         Task::BenchModel(bench) => bench.run(),
         Task::Train(train) => train.run(),
