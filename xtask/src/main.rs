@@ -3,6 +3,7 @@
 //! - `cargo xtask lint`: rustfmt check and clippy on every target with warnings denied.
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
 //! - `cargo xtask load`: open-loop traffic against a running service, with an honest report.
+//! - `cargo xtask bench`: the service end to end, embedded store and Redis; docs/benchmarks.md.
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
 //! - `cargo xtask bench-model`: feature extraction and in-process models, per row.
 //! - `cargo xtask train`: trains the shipped model and writes the parity fixtures (`ml/`).
@@ -18,6 +19,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+mod bench;
 mod load;
 mod observability;
 mod python;
@@ -38,7 +40,10 @@ enum Task {
     Test(Test),
     /// Open-loop traffic against a running service: constant rate or ramp stages, latency from
     /// the intended send time, a report and optional pass/fail gates.
-    Load(load::Load),
+    Load(Box<load::Load>),
+    /// The service end to end: max sustained rate (p99 <= 10 ms), latency at 1,000 and 5,000/s
+    /// and peak RSS, with the embedded store and with Redis; writes docs/benchmarks.md.
+    Bench(bench::Bench),
     /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
     BenchStore(BenchStore),
     /// Benchmark of feature extraction and every in-process model, per row (mean and tail).
@@ -52,10 +57,18 @@ enum Task {
 }
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().task {
+    let args = match load::expand_profile(std::env::args().collect()) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match Cli::parse_from(args).task {
         Task::Lint(lint) => lint.run(),
         Task::Test(test) => test.run(),
         Task::Load(load) => load.run(),
+        Task::Bench(bench) => bench.run(),
         Task::BenchStore(bench) => bench.run(),
         Task::BenchModel(bench) => bench.run(),
         Task::Train(train) => train.run(),
@@ -320,7 +333,7 @@ pub(crate) fn ensure_debian_package(package: &str, programs: &[&str]) -> anyhow:
 }
 
 /// The Redis tests start their own `redis-server` processes.
-fn ensure_redis() -> anyhow::Result<()> {
+pub(crate) fn ensure_redis() -> anyhow::Result<()> {
     ensure_debian_package("redis-server", &["redis-server", "redis-cli"])
 }
 

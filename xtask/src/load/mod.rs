@@ -34,8 +34,15 @@ const MAX_RATE: f64 = 50_000.0;
 /// The most requests in flight: each holds a socket.
 const MAX_IN_FLIGHT: usize = 10_000;
 
+/// `cargo xtask load`'s flags. `--profile FILE` reads more flags from a file (see
+/// [`expand_profile`]); flags given later win, so a profile can be adjusted on the command line.
 #[derive(clap::Args, Clone)]
+#[command(args_override_self = true)]
 pub(crate) struct Load {
+    /// A traffic profile: a file of flags (such as deploy/load/compose.args), read before the
+    /// flags that follow it.
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
     /// The service's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8000")]
     url: String,
@@ -87,7 +94,59 @@ pub(crate) struct Load {
     quiet: bool,
 }
 
+/// Replaces `--profile FILE` after `load` by the flags in the file: one flag and its value per
+/// line, `#` starting a comment. Flags after it on the command line override the file's.
+pub(crate) fn expand_profile(args: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let Some(load) = args.iter().position(|a| a == "load") else {
+        return Ok(args);
+    };
+    let Some(at) = args[load..]
+        .iter()
+        .position(|a| a == "--profile")
+        .map(|i| i + load)
+    else {
+        return Ok(args);
+    };
+    let path = args.get(at + 1).context("--profile needs a file")?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("--profile: cannot read {path}"))?;
+    let mut expanded = args[..at].to_vec();
+    for line in text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+    {
+        expanded.extend(line.split_whitespace().map(str::to_owned));
+    }
+    expanded.extend(args[at + 2..].iter().cloned());
+    Ok(expanded)
+}
+
 impl Load {
+    /// A constant `rate` against `url` for `duration`, quiet, with the defaults otherwise (for
+    /// `cargo xtask bench`).
+    pub(crate) fn constant(url: &str, rate: f64, duration: &str) -> Load {
+        Load {
+            profile: None,
+            url: url.to_owned(),
+            rate,
+            duration: duration.to_owned(),
+            stages: None,
+            max_in_flight: 1024,
+            api_key: None,
+            seed: 1,
+            customers: 10_000,
+            fraud_ratio: 0.02,
+            duplicate_ratio: 0.01,
+            timeout_ms: 2000,
+            json_out: None,
+            max_error_rate: None,
+            max_p99_ms: None,
+            threads: 1,
+            quiet: true,
+        }
+    }
+
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let report = self.execute()?;
         let (gates, passed) = self.gates(&report);
@@ -302,6 +361,7 @@ impl Load {
         let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Ok(Report {
             settings: json!({
+                "profile": self.profile,
                 "url": self.url, "rate": self.rate, "duration": self.duration, "stages": self.stages,
                 "max_in_flight": self.max_in_flight, "seed": self.seed, "customers": self.customers,
                 "fraud_ratio": self.fraud_ratio, "duplicate_ratio": self.duplicate_ratio,
@@ -431,24 +491,72 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_profile_expands_in_place_and_later_flags_win() {
+        let dir = std::env::temp_dir().join(format!("xtask-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let path = dir.join("p.args");
+        std::fs::write(
+            &path,
+            "# steady traffic\n--rate 200\n--stages 10s:50,20s:50  # ramp\n\n--seed 9\n",
+        )
+        .expect("written");
+        let args = |rest: &[&str]| -> Vec<String> {
+            ["xtask", "load", "--profile", path.to_str().expect("UTF-8")]
+                .iter()
+                .chain(rest)
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        let expanded = expand_profile(args(&["--rate", "300"])).expect("expands");
+        assert_eq!(
+            expanded,
+            [
+                "xtask",
+                "load",
+                "--rate",
+                "200",
+                "--stages",
+                "10s:50,20s:50",
+                "--seed",
+                "9",
+                "--rate",
+                "300"
+            ]
+        );
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            task: Task,
+        }
+        #[derive(clap::Subcommand)]
+        enum Task {
+            Load(Load),
+        }
+        let Task::Load(load) = <Cli as clap::Parser>::try_parse_from(expanded)
+            .expect("parses")
+            .task;
+        assert_eq!(
+            (load.rate, load.seed),
+            (300.0, 9),
+            "the command line wins over the profile"
+        );
+        assert_eq!(load.stages.as_deref(), Some("10s:50,20s:50"));
+        assert!(expand_profile(args(&[])).is_ok());
+        let missing = vec![
+            "xtask".to_owned(),
+            "load".to_owned(),
+            "--profile".to_owned(),
+            "/nonexistent".to_owned(),
+        ];
+        assert!(expand_profile(missing).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn what_cannot_be_honoured_is_refused() {
         let base = Load {
-            url: "http://127.0.0.1:1".into(),
-            rate: 100.0,
-            duration: "1s".into(),
-            stages: None,
             max_in_flight: 16,
-            api_key: None,
-            seed: 1,
-            customers: 10,
-            fraud_ratio: 0.0,
-            duplicate_ratio: 0.0,
-            timeout_ms: 100,
-            json_out: None,
-            max_error_rate: None,
-            max_p99_ms: None,
-            threads: 1,
-            quiet: true,
+            ..Load::constant("http://127.0.0.1:1", 100.0, "1s")
         };
         let check = |load: Load| load.schedule().and_then(|s| load.check(&s));
         assert!(check(base.clone()).is_ok());
@@ -591,22 +699,11 @@ mod tests {
 
     fn against(service: &FakeService) -> Load {
         Load {
-            url: service.url.clone(),
-            rate: 400.0,
-            duration: "1s".into(),
-            stages: None,
             max_in_flight: 64,
-            api_key: None,
-            seed: 1,
             customers: 1000,
             fraud_ratio: 0.05,
             duplicate_ratio: 0.05,
-            timeout_ms: 2000,
-            json_out: None,
-            max_error_rate: None,
-            max_p99_ms: None,
-            threads: 1,
-            quiet: true,
+            ..Load::constant(&service.url, 400.0, "1s")
         }
     }
 
