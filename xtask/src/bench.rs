@@ -168,7 +168,8 @@ fn render(results: &[StoreResult], step: &str) -> String {
     let mut out = format!(
         "Machine: {cores} cores ({cpu}); the service, `redis-server` and the load generator share them.\n\
          Run on {date} with `cargo xtask bench` ({step} per step; release service, shipped model,\n\
-         `cargo xtask load` defaults: 10,000 customers, 2 % planted attacks, 1 % replays).\n\n\
+         `cargo xtask load` traffic over 1,000,000 customers, the busiest 1 % sending 20 %, 2 % planted\n\
+         attacks, 1 % replays).\n\n\
          | store | max sustained rate (p99 ≤ {P99_OBJECTIVE_MS} ms, no errors) | at 1,000/s p50 / p99 / p99.9 ms | at 5,000/s p50 / p99 / p99.9 ms | RSS at the max sustained rate |\n\
          |---|---|---|---|---|\n"
     );

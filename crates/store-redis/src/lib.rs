@@ -291,6 +291,24 @@ mod tests {
     }
 
     #[test]
+    fn saved_scores_come_back_bit_for_bit() {
+        // An ONNX model's f32 probability widened to f64 once came back one ulp off through
+        // serde_json's default (fast, not always correctly rounded) float parser, and a replay
+        // differed from the original answer. Probe that value and many like it.
+        let mut values = vec![f64::from(9.083_748e-5_f32), 0.1, 1.0 / 3.0, 5e-324];
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..20_000 {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            values.push(f64::from(f32::from_bits(0x3000_0000 + (x >> 4))));
+        }
+        for v in values {
+            let text = serde_json::to_string(&v).expect("a finite number");
+            let back: f64 = serde_json::from_str(&text).expect("parses");
+            assert_eq!(back.to_bits(), v.to_bits(), "{v:e} written as {text}");
+        }
+    }
+
+    #[test]
     fn settings_never_print_the_url() {
         let debug = format!("{:?}", RedisSettings::new("redis://:hunter2@10.0.0.1:6379"));
         assert!(

@@ -123,8 +123,9 @@ pub(crate) fn expand_profile(args: Vec<String>) -> anyhow::Result<Vec<String>> {
 }
 
 impl Load {
-    /// A constant `rate` against `url` for `duration`, quiet, with the defaults otherwise (for
-    /// `cargo xtask bench`).
+    /// A constant `rate` against `url` for `duration`, quiet, over a million customers (a
+    /// production-sized population: windows stay realistic at high rates), with the defaults
+    /// otherwise (for `cargo xtask bench`).
     pub(crate) fn constant(url: &str, rate: f64, duration: &str) -> Load {
         Load {
             profile: None,
@@ -135,7 +136,7 @@ impl Load {
             max_in_flight: 1024,
             api_key: None,
             seed: 1,
-            customers: 10_000,
+            customers: 1_000_000,
             fraud_ratio: 0.02,
             duplicate_ratio: 0.01,
             timeout_ms: 2000,
