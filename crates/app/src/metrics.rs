@@ -41,6 +41,18 @@ pub(crate) struct Metrics {
     pub(crate) store_up: IntGauge,
 }
 
+/// Spans by fate, counted by the trace pipeline (`telemetry.rs`), which exists before the
+/// service's registry: `exported`, `export_failed`, or `dropped` because the export queue was
+/// full (a slow or dead collector never slows a request; it loses spans, and this says how many).
+pub(crate) static TRACE_SPANS: std::sync::LazyLock<IntCounterVec> =
+    std::sync::LazyLock::new(|| {
+        counter(
+            "antifraud_trace_spans_total",
+            "Finished spans by fate: exported, export_failed, dropped (export queue full).",
+            &["outcome"],
+        )
+    });
+
 fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
     HistogramVec::new(
         HistogramOpts::new(name, help).buckets(buckets.to_vec()),
@@ -170,11 +182,16 @@ impl Metrics {
             Box::new(metrics.store_errors.clone()),
             Box::new(metrics.store_up.clone()),
             Box::new(build_info),
+            Box::new(TRACE_SPANS.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for collector in collectors {
             r.register(collector)
                 .expect("each metric is registered once");
+        }
+        // Every fate shows from the start, at zero, so that dashboards and alerts have a series.
+        for outcome in ["exported", "export_failed", "dropped"] {
+            TRACE_SPANS.with_label_values(&[outcome]);
         }
         metrics
     }

@@ -97,9 +97,9 @@ fn provider(otlp: &OtlpSettings) -> anyhow::Result<SdkTracerProvider> {
     }
     .context("--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): cannot build the OTLP exporter")?;
     Ok(SdkTracerProvider::builder()
-        // The batch processor exports from its own thread; its queue is bounded
-        // (OTEL_BSP_MAX_QUEUE_SIZE, 2048 by default).
-        .with_batch_exporter(exporter)
+        // The batch processor exports from its own thread through a bounded queue; the gate in
+        // front of it counts what a full queue drops.
+        .with_span_processor(accounting::gated(exporter, accounting::queue_size()))
         .with_resource(Resource::builder().with_service_name("antifraud").build())
         .build())
 }
@@ -170,5 +170,193 @@ impl Visit for FieldsToJson<'_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.0
             .insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+/// Counting every finished span's fate for `antifraud_trace_spans_total`. The SDK's batch
+/// processor drops spans when its queue is full but keeps the count private, so a gate in front
+/// of it holds the same bound and counts the drops itself; the exporter is wrapped to count what
+/// it sends and what fails.
+mod accounting {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use opentelemetry::Context;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{
+        BatchConfigBuilder, BatchSpanProcessor, Span, SpanData, SpanExporter, SpanProcessor,
+    };
+
+    use crate::metrics::TRACE_SPANS;
+
+    /// The export queue's bound: `OTEL_BSP_MAX_QUEUE_SIZE`, else the SDK's 2,048.
+    pub(super) fn queue_size() -> usize {
+        std::env::var("OTEL_BSP_MAX_QUEUE_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(2048)
+    }
+
+    /// A batch processor over `exporter` whose queue holds `capacity` spans, behind a gate that
+    /// counts what does not fit.
+    pub(super) fn gated<E: SpanExporter + 'static>(exporter: E, capacity: usize) -> Gate {
+        let queued = Arc::new(AtomicUsize::new(0));
+        let exporter = Counting {
+            inner: exporter,
+            queued: Arc::clone(&queued),
+        };
+        let config = BatchConfigBuilder::default()
+            .with_max_queue_size(capacity)
+            .build();
+        Gate {
+            inner: BatchSpanProcessor::builder(exporter)
+                .with_batch_config(config)
+                .build(),
+            queued,
+            capacity,
+        }
+    }
+
+    /// Admits a span only while the batch processor's queue has room for it, so that the
+    /// processor itself never drops one uncounted.
+    #[derive(Debug)]
+    pub(super) struct Gate {
+        inner: BatchSpanProcessor,
+        /// Spans admitted and not yet handed to the exporter.
+        queued: Arc<AtomicUsize>,
+        capacity: usize,
+    }
+
+    impl SpanProcessor for Gate {
+        fn on_start(&self, span: &mut Span, cx: &Context) {
+            self.inner.on_start(span, cx);
+        }
+
+        fn on_end(&self, span: SpanData) {
+            if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                TRACE_SPANS.with_label_values(&["dropped"]).inc();
+                return;
+            }
+            self.inner.on_end(span);
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            self.inner.force_flush()
+        }
+
+        fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+            self.inner.shutdown_with_timeout(timeout)
+        }
+
+        fn set_resource(&mut self, resource: &Resource) {
+            self.inner.set_resource(resource);
+        }
+    }
+
+    /// The exporter, counting what it sends; spans leave the queue when it receives them.
+    #[derive(Debug)]
+    struct Counting<E> {
+        inner: E,
+        queued: Arc<AtomicUsize>,
+    }
+
+    impl<E: SpanExporter> SpanExporter for Counting<E> {
+        fn export(
+            &self,
+            batch: Vec<SpanData>,
+        ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+            let spans = batch.len();
+            self.queued.fetch_sub(spans, Ordering::AcqRel);
+            let export = self.inner.export(batch);
+            async move {
+                let result = export.await;
+                let outcome = if result.is_ok() {
+                    "exported"
+                } else {
+                    "export_failed"
+                };
+                TRACE_SPANS
+                    .with_label_values(&[outcome])
+                    .inc_by(spans as u64);
+                result
+            }
+        }
+
+        fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+            self.inner.shutdown_with_timeout(timeout)
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            self.inner.force_flush()
+        }
+
+        fn set_resource(&mut self, resource: &Resource) {
+            self.inner.set_resource(resource);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+        use opentelemetry_sdk::trace::SdkTracerProvider;
+
+        use super::*;
+
+        /// An exporter that accepts everything, or fails everything.
+        #[derive(Debug)]
+        struct Sink {
+            fail: bool,
+        }
+
+        impl SpanExporter for Sink {
+            async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+                if self.fail {
+                    Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                        "down".into(),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+
+        fn count(outcome: &str) -> u64 {
+            TRACE_SPANS.with_label_values(&[outcome]).get()
+        }
+
+        #[test]
+        fn every_span_is_exported_failed_or_counted_as_dropped() {
+            let (exported, failed, dropped) =
+                (count("exported"), count("export_failed"), count("dropped"));
+            // A queue of 3 and 10 spans ended before the processor's first export (every 5 s):
+            // 3 wait in the queue, 7 are dropped and counted.
+            let provider = SdkTracerProvider::builder()
+                .with_span_processor(gated(Sink { fail: false }, 3))
+                .build();
+            let tracer = provider.tracer("test");
+            for _ in 0..10 {
+                drop(tracer.start("span"));
+            }
+            assert_eq!(count("dropped") - dropped, 7);
+            provider.force_flush().expect("flushed");
+            assert_eq!(count("exported") - exported, 3);
+            // Room again after the export.
+            drop(tracer.start("span"));
+            provider.force_flush().expect("flushed");
+            assert_eq!(count("exported") - exported, 4);
+            provider.shutdown().expect("shut down");
+
+            let failing = SdkTracerProvider::builder()
+                .with_span_processor(gated(Sink { fail: true }, 16))
+                .build();
+            drop(failing.tracer("test").start("span"));
+            let _ = failing.force_flush();
+            assert_eq!(count("export_failed") - failed, 1);
+            let _ = failing.shutdown();
+        }
     }
 }
