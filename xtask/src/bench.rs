@@ -7,14 +7,15 @@
 //! docs/benchmarks.md between the `bench:begin`/`bench:end` markers. Everything runs on loopback
 //! and is stopped by pid.
 
-use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 use antifraud_testkit::RedisServer;
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::load::Load;
+use crate::process::{Started, free_port, pause, wait_for_port};
 use crate::{cargo, ensure_redis, workspace_root};
 
 /// The latency objective a sustained rate must meet.
@@ -73,14 +74,18 @@ impl Bench {
         let mut results = Vec::new();
         for store in ["embedded", "redis"] {
             let redis = (store == "redis").then(RedisServer::start);
-            let mut args = vec!["--log-format".to_owned(), "json".to_owned()];
+            let port = free_port()?;
+            let mut command = Command::new(&binary);
+            command.args(["--listen", &format!("127.0.0.1:{port}")]);
             if let Some(redis) = &redis {
-                args.extend(["--redis-url".to_owned(), redis.url()]);
+                command.args(["--redis-url", &redis.url()]);
             }
-            let mut service = Service::start(&binary, &args)?;
-            println!("bench: {store} store, service at {}", service.url);
-            let result = self.measure(store, &service.url, service.pid());
-            service.stop();
+            let service = Started::spawn("antifraud", &mut command)?;
+            wait_for_port(port)?;
+            let url = format!("http://127.0.0.1:{port}");
+            println!("bench: {store} store, service at {url}");
+            let result = self.measure(store, &url, service.pid());
+            drop(service);
             results.push(result?);
         }
         let table = render(&results, &self.step);
@@ -123,19 +128,13 @@ impl Bench {
         // Order matters: an overloaded step leaves a backlog (in Redis, commands the service
         // gave up on still run) that would spoil the next one. Warm up, measure 1,000/s, climb
         // until a step fails, then measure 5,000/s last; pause between steps.
-        let pause = || {
-            #[expect(
-                clippy::disallowed_methods,
-                reason = "a pause between measured steps, no runtime here"
-            )]
-            std::thread::sleep(std::time::Duration::from_secs(3));
-        };
+        let rest = || pause(Duration::from_secs(3));
         run(500.0, "3s")?;
-        pause();
+        rest();
         let mut fixed = vec![run(1_000.0, &self.step)?];
         let mut search = Vec::new();
         for rate in SEARCH {
-            pause();
+            rest();
             let step = run(rate, &self.step)?;
             let sustained = step.sustained();
             search.push(step);
@@ -143,7 +142,7 @@ impl Bench {
                 break;
             }
         }
-        pause();
+        rest();
         fixed.push(run(5_000.0, &self.step)?);
         Ok(StoreResult {
             store,
@@ -235,58 +234,4 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The release service on a free loopback port, stopped by pid.
-struct Service {
-    child: Child,
-    url: String,
-}
-
-impl Service {
-    fn start(binary: &Path, args: &[String]) -> anyhow::Result<Service> {
-        let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stderr = child.stderr.take().context("piped stderr")?;
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let address = lines
-            .by_ref()
-            .take(100)
-            .map_while(Result::ok)
-            .find_map(|line| {
-                let v: serde_json::Value = serde_json::from_str(&line).ok()?;
-                (v["message"] == "antifraud listening")
-                    .then(|| v["address"].as_str().map(str::to_owned))?
-            });
-        let Some(address) = address else {
-            let _ = child.kill();
-            bail!("the service did not say where it listens");
-        };
-        // Keep reading its logs so that a full pipe never blocks it.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Service {
-            child,
-            url: format!("http://{address}"),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

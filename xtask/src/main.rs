@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 mod bench;
 mod load;
 mod observability;
+mod process;
 mod python;
 use clap::{Parser, Subcommand};
 

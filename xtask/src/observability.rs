@@ -8,14 +8,15 @@
 //! it starts is stopped by pid.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
 
+use crate::process::{Started, free_port, pause, wait_for_port};
 use crate::{cargo, ensure_debian_package, workspace_root};
 
 /// How long traffic runs before the queries: long enough for several 1 s scrapes and for
@@ -322,60 +323,6 @@ fn promtool(args: &[&str], dir: &Path) -> anyhow::Result<()> {
         .status()?;
     ensure!(status.success(), "promtool {} failed", args.join(" "));
     Ok(())
-}
-
-/// A child process, killed by pid and reaped when dropped.
-struct Started {
-    name: &'static str,
-    child: Child,
-}
-
-impl Started {
-    fn spawn(name: &'static str, command: &mut Command) -> anyhow::Result<Started> {
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("cannot start {name}"))?;
-        Ok(Started { name, child })
-    }
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        println!(
-            "observability-check: stopped {} (pid {})",
-            self.name,
-            self.child.id()
-        );
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for_port(port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "nothing listens on port {port} after 20 s"
-        );
-        pause(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a synchronous task runner, not an async worker"
-)]
-fn pause(duration: Duration) {
-    std::thread::sleep(duration);
 }
 
 #[cfg(test)]

@@ -8,9 +8,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use antifraud_domain::{
-    FEATURE_NAMES, Features, FraudModel, TransactionInput, WindowStat, WindowStats,
-};
+use antifraud_domain::{FEATURE_NAMES, Features, FraudModel, WindowStat, WindowStats};
 use antifraud_model::{BuiltinModel, OnnxModel};
 use criterion::Criterion;
 use hdrhistogram::Histogram;
@@ -54,24 +52,8 @@ fn models() -> Vec<(String, OnnxModel)> {
 }
 
 fn transaction() -> (antifraud_domain::Transaction, WindowStats) {
-    let tx = TransactionInput {
-        customer_id: Some("c".into()),
-        transaction_id: Some("t".into()),
-        amount: Some(120.0),
-        currency: Some("EUR".into()),
-        kind: Some(1),
-        merchant_id: Some("m".into()),
-        card_bin: Some("411111".into()),
-        ip_address: Some("192.0.2.1".into()),
-        device_id: Some("d".into()),
-        location: Some("Berlin, DE".into()),
-        channel: Some("Online".into()),
-        timestamp: Some("2026-11-25T11:59:00Z".into()),
-        merchant_risk_score: Some(0.3),
-        ..TransactionInput::default()
-    }
-    .validate(datetime!(2026-11-25 12:00 UTC))
-    .expect("valid");
+    let tx =
+        antifraud_store_conformance::transaction("c", "t", 120.0, datetime!(2026-11-25 12:00 UTC));
     let stats = WindowStats::from_windows(std::array::from_fn(|i| WindowStat {
         count: 3 + i as u64,
         sum: 400.0 * (i + 1) as f64,

@@ -20,7 +20,7 @@ struct Step {
     output: usize,
 }
 
-/// The compiled graph: values live in numbered slots; constants are filled once.
+/// The compiled graph: values live in numbered slots; constants are decoded once, at load.
 #[derive(Debug, Clone)]
 pub(crate) struct Graph {
     slots: usize,
@@ -246,23 +246,35 @@ impl Graph {
     }
 
     fn run_row(&self, x: &[f32]) -> Result<Vec<f32>, LoadError> {
-        let mut slots: Vec<Option<Vec<f32>>> = vec![None; self.slots];
-        slots[self.input_slot] = Some(x.to_vec());
-        for (s, v) in &self.constants {
-            slots[*s] = Some(v.clone());
-        }
+        // Only computed values are allocated per row; the input and the constants are read in
+        // place.
+        let mut computed: Vec<Option<Vec<f32>>> = vec![None; self.slots];
         for step in &self.steps {
             let inputs: Vec<&[f32]> = step
                 .inputs
                 .iter()
-                .map(|&s| slots[s].as_deref().unwrap_or(&[]))
+                .map(|&s| self.value(s, x, &computed))
                 .collect();
             let out = step.op.run(&inputs).map_err(LoadError::Invalid)?;
-            slots[step.output] = Some(out);
+            computed[step.output] = Some(out);
         }
-        slots[self.output_slot]
+        computed[self.output_slot]
             .take()
             .ok_or_else(|| LoadError::Invalid("the output was not computed".into()))
+    }
+
+    /// The value in slot `s`: the input row, a computed value or a constant.
+    fn value<'a>(&'a self, s: usize, x: &'a [f32], computed: &'a [Option<Vec<f32>>]) -> &'a [f32] {
+        if s == self.input_slot {
+            return x;
+        }
+        if let Some(v) = &computed[s] {
+            return v;
+        }
+        self.constants
+            .iter()
+            .find(|(c, _)| *c == s)
+            .map_or(&[], |(_, v)| v.as_slice())
     }
 
     /// The fraud probability of one feature row (f64 features narrowed to the model's f32).
