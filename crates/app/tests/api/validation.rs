@@ -232,3 +232,78 @@ async fn hostile_but_valid_ids_are_taken_literally() {
         assert_eq!(count_24h(&body), 1, "{customer}");
     }
 }
+
+#[tokio::test]
+async fn the_rest_of_the_hostile_corpus_gets_a_4xx_and_records_nothing() {
+    let app = spawn_app().await;
+    let valid = transaction("mallory", "tx", 10.0, Duration::ZERO);
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body.to_string()
+    };
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            with("timestamp", json!("2026-11-25T23:59:60Z")),
+            422,
+            "timestamp",
+        ),
+        (
+            with("timestamp", json!("9999-12-31T23:59:59Z")),
+            422,
+            "timestamp",
+        ),
+        (
+            with("timestamp", json!("0001-01-01T00:00:00Z")),
+            422,
+            "timestamp",
+        ),
+        (
+            with("timestamp", json!("2026-11-25T12:00:00+24:00")),
+            422,
+            "timestamp",
+        ),
+        (with("timestamp", json!("")), 422, "timestamp"),
+        (with("amount", json!(1e308)), 422, "amount"),
+        (with("amount", json!(-1e-300)), 422, "amount"),
+        (with("currency", json!("€UR")), 422, "currency"),
+        (with("customer_id", json!("a\u{0}b")), 422, "customer_id"),
+        (
+            with("customer_id", json!("x".repeat(10_000))),
+            422,
+            "customer_id",
+        ),
+    ];
+    for (body, status, field) in cases {
+        let shown: String = body.chars().take(120).collect();
+        let problem = problem(app.score_raw(body).await, status).await;
+        let named = fields(&problem);
+        assert!(
+            named.iter().any(|n| n.starts_with(field)),
+            "{shown}: {named:?} does not name {field}"
+        );
+    }
+    assert_nothing_recorded(&app, "mallory").await;
+
+    // Nesting far beyond serde_json's recursion limit (128), inside the 64 KiB limit, in a field
+    // the service ignores: skipped without recursion (no stack to exhaust), so accepted.
+    let deep = format!(
+        "{{\"x\":{}1{},{}",
+        "[".repeat(20_000),
+        "]".repeat(20_000),
+        &transaction("deep", "tx-1", 1.0, Duration::ZERO).to_string()[1..]
+    );
+    let response = app.score_raw(deep).await;
+    assert_eq!(response.status(), 200);
+
+    // Odd but valid: the far offsets of RFC 3339 and negative zero are accepted as such.
+    let odd_offset = (time::OffsetDateTime::now_utc() - Duration::minutes(5))
+        .to_offset(time::macros::offset!(+14:00))
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats");
+    let mut body = transaction("oddity", "tx-1", 0.0, Duration::ZERO);
+    body["timestamp"] = json!(odd_offset);
+    body["amount"] = json!(-0.0);
+    let answer = app.score_ok(&body).await;
+    assert_eq!(answer["customer_avg_amount_24h"], 0.0);
+}
