@@ -302,6 +302,8 @@ mod accounting {
     #[cfg(test)]
     mod tests {
         use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+        use std::sync::{Mutex, mpsc};
+
         use opentelemetry_sdk::trace::SdkTracerProvider;
 
         use super::*;
@@ -324,6 +326,25 @@ mod accounting {
             }
         }
 
+        /// An exporter whose first export says how many spans it got and then waits to be
+        /// released, so that the test decides when the queue drains.
+        #[derive(Debug)]
+        struct Held {
+            started: mpsc::Sender<usize>,
+            release: Mutex<Option<mpsc::Receiver<()>>>,
+        }
+
+        impl SpanExporter for Held {
+            async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+                let release = self.release.lock().map(|mut first| first.take());
+                if let Ok(Some(release)) = release {
+                    let _ = self.started.send(batch.len());
+                    let _ = release.recv_timeout(Duration::from_secs(30));
+                }
+                Ok(())
+            }
+        }
+
         fn count(outcome: &str) -> u64 {
             TRACE_SPANS.with_label_values(&[outcome]).get()
         }
@@ -332,22 +353,38 @@ mod accounting {
         fn every_span_is_exported_failed_or_counted_as_dropped() {
             let (exported, failed, dropped) =
                 (count("exported"), count("export_failed"), count("dropped"));
-            // A queue of 3 and 10 spans ended before the processor's first export (every 5 s):
-            // 3 wait in the queue, 7 are dropped and counted.
+            let (started_tx, started) = mpsc::channel();
+            let (release, release_rx) = mpsc::channel();
+            let held = Held {
+                started: started_tx,
+                release: Mutex::new(Some(release_rx)),
+            };
             let provider = SdkTracerProvider::builder()
-                .with_span_processor(gated(Sink { fail: false }, 3))
+                .with_span_processor(gated(held, 3))
                 .build();
             let tracer = provider.tracer("test");
+            // A full queue of 3 starts an export, which the exporter holds.
+            for _ in 0..3 {
+                drop(tracer.start("span"));
+            }
+            let in_export = started
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a full queue starts an export");
+            assert_eq!(in_export, 3);
+            // While it is held the queue refills with 3 of the next 10; the other 7 are dropped
+            // and counted.
             for _ in 0..10 {
                 drop(tracer.start("span"));
             }
             assert_eq!(count("dropped") - dropped, 7);
+            release.send(()).expect("the exporter waits");
             provider.force_flush().expect("flushed");
-            assert_eq!(count("exported") - exported, 3);
+            assert_eq!(count("exported") - exported, 6);
             // Room again after the export.
             drop(tracer.start("span"));
             provider.force_flush().expect("flushed");
-            assert_eq!(count("exported") - exported, 4);
+            assert_eq!(count("exported") - exported, 7);
+            assert_eq!(count("dropped") - dropped, 7);
             provider.shutdown().expect("shut down");
 
             let failing = SdkTracerProvider::builder()
