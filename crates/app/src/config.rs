@@ -13,6 +13,9 @@ use antifraud_redis::RedisSettings;
 use clap::Parser;
 use serde::Deserialize;
 
+pub use crate::auth::{ApiKeys, KeyError, KeyId};
+pub use crate::limits::RateLimit;
+
 /// The command line. Each flag falls back to its environment variable.
 #[derive(Debug, Default, Clone, Parser)]
 #[command(
@@ -84,6 +87,40 @@ pub struct Cli {
     /// Scores at or above this are fraud, 0..=1 [default: 0.7].
     #[arg(long, env = "ANTIFRAUD_FRAUD_THRESHOLD", value_name = "SCORE")]
     pub fraud_threshold: Option<String>,
+
+    /// File of API keys, one per line (`#` starts a comment line). Callers send
+    /// `Authorization: Bearer <key>`. Keys can also come from ANTIFRAUD_API_KEYS (comma-separated;
+    /// never a flag, so that they do not show in process lists). Without keys the service only
+    /// listens on loopback.
+    #[arg(long, env = "ANTIFRAUD_API_KEYS_FILE", value_name = "PATH")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// API keys from the environment only (ANTIFRAUD_API_KEYS), comma-separated.
+    #[arg(skip = std::env::var("ANTIFRAUD_API_KEYS").ok())]
+    pub api_keys: Option<String>,
+
+    /// Serve `/metrics` on this address instead of the API's (no key needed there)
+    /// [default: on the API's listener].
+    #[arg(long, env = "ANTIFRAUD_METRICS_LISTEN", value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
+
+    /// Requests per second allowed to each API key (token bucket), 0 for no limit [default: 0].
+    #[arg(long, env = "ANTIFRAUD_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<String>,
+
+    /// Requests a key may send at once after a quiet period [default: the rate limit, at least 1].
+    #[arg(long, env = "ANTIFRAUD_RATE_LIMIT_BURST", value_name = "N")]
+    pub rate_limit_burst: Option<String>,
+
+    /// Scorings in flight at most; beyond, requests get 503 at once instead of queueing past the
+    /// latency budget [default: 512].
+    #[arg(long, env = "ANTIFRAUD_MAX_IN_FLIGHT", value_name = "N")]
+    pub max_in_flight: Option<String>,
+
+    /// Longest time a client may take to send a request's head and body, in milliseconds
+    /// (1..=10000); slower clients get 408 and are disconnected [default: 5000].
+    #[arg(long, env = "ANTIFRAUD_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub request_timeout_ms: Option<String>,
 }
 
 /// The same settings as read from the TOML file. Unknown keys are refused, so a typo cannot be
@@ -103,6 +140,12 @@ struct FileSettings {
     model_timeout_ms: Option<Scalar>,
     default_score: Option<Scalar>,
     fraud_threshold: Option<Scalar>,
+    api_keys_file: Option<Scalar>,
+    metrics_listen: Option<Scalar>,
+    rate_limit: Option<Scalar>,
+    rate_limit_burst: Option<Scalar>,
+    max_in_flight: Option<Scalar>,
+    request_timeout_ms: Option<Scalar>,
 }
 
 /// A TOML value of any scalar type, checked by the same code as a flag's text.
@@ -187,6 +230,20 @@ setting!(
     "fraud-threshold",
     "ANTIFRAUD_FRAUD_THRESHOLD"
 );
+setting!(API_KEYS_FILE, "api-keys-file", "ANTIFRAUD_API_KEYS_FILE");
+setting!(METRICS_LISTEN, "metrics-listen", "ANTIFRAUD_METRICS_LISTEN");
+setting!(RATE_LIMIT, "rate-limit", "ANTIFRAUD_RATE_LIMIT");
+setting!(
+    RATE_LIMIT_BURST,
+    "rate-limit-burst",
+    "ANTIFRAUD_RATE_LIMIT_BURST"
+);
+setting!(MAX_IN_FLIGHT, "max-in-flight", "ANTIFRAUD_MAX_IN_FLIGHT");
+setting!(
+    REQUEST_TIMEOUT_MS,
+    "request-timeout-ms",
+    "ANTIFRAUD_REQUEST_TIMEOUT_MS"
+);
 
 /// The configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +265,24 @@ pub enum ConfigError {
         path: String,
         /// Why it is unusable.
         reason: String,
+    },
+    /// The API keys cannot be used; the message never contains a key.
+    #[error("{source_name}: {reason}")]
+    Keys {
+        /// Where the keys came from.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The service would listen beyond loopback without API keys.
+    #[error(
+        "--listen (ANTIFRAUD_LISTEN) {listen} is reachable from other hosts, so API keys are \
+         required: put them in a file named by --api-keys-file (ANTIFRAUD_API_KEYS_FILE) or in \
+         ANTIFRAUD_API_KEYS, or listen on 127.0.0.1"
+    )]
+    OpenBeyondLoopback {
+        /// The address.
+        listen: SocketAddr,
     },
 }
 
@@ -299,6 +374,16 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Trace export over OTLP, when configured.
     pub otlp: Option<OtlpSettings>,
+    /// Who may call the API; empty: anyone (loopback only).
+    pub api_keys: ApiKeys,
+    /// Where `/metrics` is served, when not on the API's listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Requests per second and burst per key, when limited.
+    pub rate_limit: Option<RateLimit>,
+    /// Scorings in flight at most.
+    pub max_in_flight: usize,
+    /// Longest time to receive a request's head and body.
+    pub request_timeout: Duration,
 }
 
 impl Settings {
@@ -446,6 +531,75 @@ impl Settings {
             }
         };
 
+        let api_keys = read_api_keys(
+            pick(
+                cli.api_keys_file.map(|p| p.display().to_string()),
+                file.api_keys_file,
+            ),
+            cli.api_keys.as_deref(),
+        )?;
+        if api_keys.is_empty() && !listen.ip().is_loopback() {
+            return Err(ConfigError::OpenBeyondLoopback { listen });
+        }
+        let metrics_listen = match pick(cli.metrics_listen, file.metrics_listen) {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid(
+                    METRICS_LISTEN,
+                    &text,
+                    "expected IP:PORT, such as 127.0.0.1:9000",
+                )
+            })?),
+        };
+        let rate = match pick(cli.rate_limit, file.rate_limit) {
+            None => 0.0,
+            Some(text) => match text.parse::<f64>() {
+                Ok(x) if (0.0..=1e6).contains(&x) => x,
+                _ => {
+                    return Err(invalid(
+                        RATE_LIMIT,
+                        &text,
+                        "expected requests per second from 0 (no limit) to 1000000",
+                    ));
+                }
+            },
+        };
+        let burst = match pick(cli.rate_limit_burst, file.rate_limit_burst) {
+            None => None,
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => Some(n),
+                _ => {
+                    return Err(invalid(
+                        RATE_LIMIT_BURST,
+                        &text,
+                        "expected a whole number from 1 to 1000000",
+                    ));
+                }
+            },
+        };
+        let rate_limit = (rate > 0.0).then(|| RateLimit {
+            per_second: rate,
+            // One second's worth by default: a steady caller never waits, a flood is cut.
+            burst: burst.unwrap_or((rate.ceil() as u32).max(1)),
+        });
+        let max_in_flight = match pick(cli.max_in_flight, file.max_in_flight) {
+            None => 512,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=1_000_000).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        MAX_IN_FLIGHT,
+                        &text,
+                        "expected a whole number from 1 to 1000000",
+                    ));
+                }
+            },
+        };
+        let request_timeout = match pick(cli.request_timeout_ms, file.request_timeout_ms) {
+            None => Duration::from_secs(5),
+            Some(text) => milliseconds(REQUEST_TIMEOUT_MS, &text)?,
+        };
+
         Ok(Settings {
             listen,
             store,
@@ -453,8 +607,41 @@ impl Settings {
             policy,
             log_format,
             otlp,
+            api_keys,
+            metrics_listen,
+            rate_limit,
+            max_in_flight,
+            request_timeout,
         })
     }
+}
+
+/// The keys of the key file and of `ANTIFRAUD_API_KEYS`, together. A key file without any key is
+/// refused: whoever named it meant to require keys.
+fn read_api_keys(file: Option<String>, list: Option<&str>) -> Result<ApiKeys, ConfigError> {
+    let from_file = match file {
+        None => ApiKeys::default(),
+        Some(path) => {
+            let error = |reason: String| ConfigError::Keys {
+                source_name: format!("{API_KEYS_FILE} {path}"),
+                reason,
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
+            let keys = ApiKeys::parse_file(&text).map_err(|e| error(e.to_string()))?;
+            if keys.is_empty() {
+                return Err(error("the file has no keys".to_owned()));
+            }
+            keys
+        }
+    };
+    let from_env = match list {
+        None => ApiKeys::default(),
+        Some(list) => ApiKeys::parse_list(list).map_err(|e| ConfigError::Keys {
+            source_name: "ANTIFRAUD_API_KEYS".to_owned(),
+            reason: e.to_string(),
+        })?,
+    };
+    Ok(from_file.merge(from_env))
 }
 
 /// Whole milliseconds from 1 to 10 000.
@@ -663,5 +850,154 @@ mod tests {
             "{message}"
         );
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_keys() {
+        let message = cli(&["--listen", "0.0.0.0:8000"])
+            .expect_err("open to the network")
+            .to_string();
+        assert!(
+            message.starts_with("--listen (ANTIFRAUD_LISTEN) 0.0.0.0:8000")
+                && message.contains("--api-keys-file (ANTIFRAUD_API_KEYS_FILE)")
+                && message.contains("ANTIFRAUD_API_KEYS")
+                && message.lines().count() == 1,
+            "{message}"
+        );
+        for loopback in ["127.0.0.1:8000", "[::1]:8000", "127.0.0.2:8000"] {
+            assert!(
+                cli(&["--listen", loopback])
+                    .expect("open on loopback")
+                    .api_keys
+                    .is_empty()
+            );
+        }
+        let keyed = Settings::from_cli(Cli {
+            listen: Some("0.0.0.0:8000".into()),
+            api_keys: Some("k-0123456789".into()),
+            ..Cli::default()
+        })
+        .expect("keys make it safe");
+        assert_eq!(keyed.api_keys.len(), 1);
+    }
+
+    #[test]
+    fn keys_come_from_the_file_and_the_environment_together() {
+        let dir = std::env::temp_dir().join(format!("antifraud-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("keys");
+        std::fs::write(&path, "# team a\nfile-key-000001\n\n").expect("write");
+        let s = Settings::from_cli(Cli {
+            api_keys_file: Some(path.clone()),
+            api_keys: Some("env-key-000001,file-key-000001".into()),
+            ..Cli::default()
+        })
+        .expect("valid");
+        assert_eq!(s.api_keys.len(), 2);
+        assert!(
+            !format!("{s:?}").contains("key-000001"),
+            "keys are never printed"
+        );
+
+        std::fs::write(&path, "# nothing but comments\n").expect("write");
+        let empty = Settings::from_cli(Cli {
+            api_keys_file: Some(path.clone()),
+            ..Cli::default()
+        })
+        .expect_err("a key file without keys")
+        .to_string();
+        assert!(
+            empty.starts_with("--api-keys-file (ANTIFRAUD_API_KEYS_FILE)")
+                && empty.contains("no keys"),
+            "{empty}"
+        );
+        std::fs::write(&path, "good-key-0001\nsecret with spaces\n").expect("write");
+        let bad = Settings::from_cli(Cli {
+            api_keys_file: Some(path.clone()),
+            ..Cli::default()
+        })
+        .expect_err("a key a header cannot carry")
+        .to_string();
+        assert!(bad.contains("key 2") && !bad.contains("secret"), "{bad}");
+        let missing = Settings::from_cli(Cli {
+            api_keys_file: Some(dir.join("absent")),
+            ..Cli::default()
+        })
+        .expect_err("no such file")
+        .to_string();
+        assert!(missing.starts_with("--api-keys-file"), "{missing}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn limits_and_timeouts_are_read_and_checked() {
+        let s = Settings::from_cli(Cli::default()).expect("valid");
+        assert_eq!(
+            (
+                s.rate_limit,
+                s.max_in_flight,
+                s.request_timeout,
+                s.metrics_listen
+            ),
+            (None, 512, Duration::from_secs(5), None)
+        );
+        let s = cli(&[
+            "--rate-limit",
+            "2.5",
+            "--max-in-flight",
+            "64",
+            "--request-timeout-ms",
+            "750",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.rate_limit,
+            Some(RateLimit {
+                per_second: 2.5,
+                burst: 3
+            })
+        );
+        assert_eq!(
+            (s.max_in_flight, s.request_timeout),
+            (64, Duration::from_millis(750))
+        );
+        assert_eq!(
+            s.metrics_listen,
+            Some("127.0.0.1:9464".parse().expect("an address"))
+        );
+        let burst = cli(&["--rate-limit", "100", "--rate-limit-burst", "7"]).expect("valid");
+        assert_eq!(burst.rate_limit.map(|r| r.burst), Some(7));
+        assert_eq!(cli(&["--rate-limit", "0"]).expect("valid").rate_limit, None);
+        for (args, named) in [
+            (
+                &["--rate-limit=-1"][..],
+                "--rate-limit (ANTIFRAUD_RATE_LIMIT)",
+            ),
+            (
+                &["--rate-limit", "NaN"],
+                "--rate-limit (ANTIFRAUD_RATE_LIMIT)",
+            ),
+            (
+                &["--rate-limit-burst", "0"],
+                "--rate-limit-burst (ANTIFRAUD_RATE_LIMIT_BURST)",
+            ),
+            (
+                &["--max-in-flight", "0"],
+                "--max-in-flight (ANTIFRAUD_MAX_IN_FLIGHT)",
+            ),
+            (
+                &["--request-timeout-ms", "0"],
+                "--request-timeout-ms (ANTIFRAUD_REQUEST_TIMEOUT_MS)",
+            ),
+            (
+                &["--metrics-listen", "localhost"],
+                "--metrics-listen (ANTIFRAUD_METRICS_LISTEN)",
+            ),
+        ] {
+            let message = cli(args).expect_err("invalid").to_string();
+            assert!(message.starts_with(named), "{message}");
+        }
     }
 }

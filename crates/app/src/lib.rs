@@ -1,8 +1,11 @@
 //! The antifraud HTTP service: configuration, routes, error mapping and the composition root that
 //! wires the adapters into the domain's scoring use case. No business logic lives here.
 
+mod admission;
+mod auth;
 pub mod config;
 mod dto;
+mod limits;
 mod metered;
 mod metrics;
 mod model;

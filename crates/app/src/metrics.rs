@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     replays: IntCounter,
     conflicts: IntCounter,
     rejections: IntCounterVec,
+    refusals: IntCounterVec,
     degraded: IntCounter,
     model_duration: HistogramVec,
     model_outcomes: IntCounterVec,
@@ -119,6 +120,12 @@ impl Metrics {
                 "Invalid fields in rejected requests, by field and reason code.",
                 &["field", "reason"],
             ),
+            refusals: counter(
+                "antifraud_requests_refused_total",
+                "Requests refused before scoring, by reason: unauthorized, rate_limited, \
+                 overloaded (load shed), request_timeout (a client too slow to send).",
+                &["reason"],
+            ),
             degraded: IntCounter::new(
                 "antifraud_degraded_answers_total",
                 "Answers given without history because the store failed (policy degrade).",
@@ -175,6 +182,7 @@ impl Metrics {
             Box::new(metrics.replays.clone()),
             Box::new(metrics.conflicts.clone()),
             Box::new(metrics.rejections.clone()),
+            Box::new(metrics.refusals.clone()),
             Box::new(metrics.degraded.clone()),
             Box::new(metrics.model_duration.clone()),
             Box::new(metrics.model_outcomes.clone()),
@@ -192,6 +200,9 @@ impl Metrics {
         // Every fate shows from the start, at zero, so that dashboards and alerts have a series.
         for outcome in ["exported", "export_failed", "dropped"] {
             TRACE_SPANS.with_label_values(&[outcome]);
+        }
+        for reason in Refusal::ALL {
+            metrics.refusals.with_label_values(&[reason.as_str()]);
         }
         metrics
     }
@@ -238,6 +249,11 @@ impl Metrics {
         }
     }
 
+    /// Counts a request refused before scoring.
+    pub(crate) fn refused(&self, reason: Refusal) {
+        self.refusals.with_label_values(&[reason.as_str()]).inc();
+    }
+
     /// Counts a body that could not be parsed at all.
     pub(crate) fn malformed(&self) {
         self.rejections
@@ -250,6 +266,33 @@ impl Metrics {
         self.model_duration
             .with_label_values(&[&model.name, &model.version])
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Why a request was refused before it reached the scoring use case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Unauthorized,
+    RateLimited,
+    Overloaded,
+    RequestTimeout,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 4] = [
+        Refusal::Unauthorized,
+        Refusal::RateLimited,
+        Refusal::Overloaded,
+        Refusal::RequestTimeout,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::RateLimited => "rate_limited",
+            Refusal::Overloaded => "overloaded",
+            Refusal::RequestTimeout => "request_timeout",
+        }
     }
 }
 

@@ -83,6 +83,18 @@ pub(crate) enum ApiError {
     /// A fault inside the service.
     #[error("internal error")]
     Internal,
+    /// No API key, or one the service does not know.
+    #[error("unauthorized")]
+    Unauthorized {
+        /// Whether the request carried an `Authorization` header at all.
+        presented: bool,
+    },
+    /// The caller's key used up its rate limit.
+    #[error("rate limited")]
+    RateLimited { retry_after: std::time::Duration },
+    /// Too many scorings in flight: answering now beats queueing past the budget.
+    #[error("overloaded")]
+    Overloaded,
     /// A request the framework refused before any handler ran (size, route, method, media type).
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
@@ -125,6 +137,18 @@ impl ApiError {
                 "The transaction store is unavailable",
             ),
             ApiError::Internal => ("urn:antifraud:problem:internal", "Internal error"),
+            ApiError::Unauthorized { .. } => (
+                "urn:antifraud:problem:unauthorized",
+                "A valid API key is required",
+            ),
+            ApiError::RateLimited { .. } => (
+                "urn:antifraud:problem:rate-limited",
+                "Too many requests for this API key",
+            ),
+            ApiError::Overloaded => (
+                "urn:antifraud:problem:overloaded",
+                "The service is at capacity",
+            ),
             ApiError::Http { status, .. } => match *status {
                 StatusCode::PAYLOAD_TOO_LARGE => (
                     "urn:antifraud:problem:payload-too-large",
@@ -135,6 +159,10 @@ impl ApiError {
                     "The body must be JSON",
                 ),
                 StatusCode::NOT_FOUND => ("urn:antifraud:problem:not-found", "No such resource"),
+                StatusCode::REQUEST_TIMEOUT => (
+                    "urn:antifraud:problem:request-timeout",
+                    "The request was not received in time",
+                ),
                 StatusCode::METHOD_NOT_ALLOWED => (
                     "urn:antifraud:problem:method-not-allowed",
                     "Method not allowed",
@@ -171,6 +199,28 @@ impl ApiError {
                 vec![],
             ),
             ApiError::Internal => ("see the service's logs".to_owned(), vec![]),
+            ApiError::Unauthorized { presented: false } => (
+                "send the API key as `Authorization: Bearer <key>`".to_owned(),
+                vec![],
+            ),
+            ApiError::Unauthorized { presented: true } => (
+                "the API key is not valid; send `Authorization: Bearer <key>` with a configured key"
+                    .to_owned(),
+                vec![],
+            ),
+            ApiError::RateLimited { retry_after } => (
+                format!(
+                    "nothing was recorded; retry after {} s",
+                    retry_after_seconds(*retry_after)
+                ),
+                vec![],
+            ),
+            ApiError::Overloaded => (
+                "too many transactions in flight; nothing was recorded, retrying with the same ids \
+                 is safe"
+                    .to_owned(),
+                vec![],
+            ),
             ApiError::Http { detail, .. } => (detail.clone(), vec![]),
         };
         Problem {
@@ -191,6 +241,9 @@ impl ResponseError for ApiError {
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Http { status, .. } => *status,
         }
     }
@@ -202,9 +255,31 @@ impl ResponseError for ApiError {
                 .parse()
                 .expect("a constant, valid media type"),
         ));
-        if matches!(self, ApiError::StoreUnavailable) {
-            response.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            ApiError::StoreUnavailable | ApiError::Overloaded => {
+                response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::RateLimited { retry_after } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_seconds(*retry_after)));
+            }
+            // RFC 6750 §3: the scheme, and `invalid_token` when a key was sent but is wrong.
+            ApiError::Unauthorized { presented } => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    if *presented {
+                        r#"Bearer realm="antifraud", error="invalid_token""#
+                    } else {
+                        r#"Bearer realm="antifraud""#
+                    },
+                ));
+            }
+            _ => {}
         }
         response.json(self.problem())
     }
+}
+
+/// `Retry-After` takes whole seconds: round up, so that a client waiting that long finds a token.
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }

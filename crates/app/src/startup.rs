@@ -15,15 +15,20 @@ use time::OffsetDateTime;
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 
+use crate::admission::{Admission, admit};
 use crate::config::{Settings, StoreSettings};
+use crate::limits::InFlightLimit;
 use crate::metered::{MeteredModel, MeteredStore};
-use crate::metrics::{Metrics, track_http};
+use crate::metrics::{Metrics, metrics_endpoint, track_http};
 use crate::model::{ReloadableModel, reload_on_hangup};
-use crate::routes::{self, ApiDoc, OpenApiJson};
+use crate::routes::{self, ApiDoc, Intake, OpenApiJson};
 use crate::system_clock::SystemClock;
 
 /// Largest accepted request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// How long an idle keep-alive connection stays open. Short, because open connections also hold
+/// a graceful shutdown until they close.
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// How often the embedded store deletes what fell out of the retention.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How long start-up waits for Redis before serving anyway.
@@ -35,6 +40,8 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 pub struct Application {
     address: SocketAddr,
     server: Server,
+    /// The separate `/metrics` listener, when configured.
+    metrics_server: Option<(SocketAddr, Server)>,
     memory: Option<Arc<MemoryStore>>,
     redis: Option<Arc<RedisStore>>,
     model: Arc<ReloadableModel>,
@@ -91,6 +98,17 @@ impl Application {
                 .context("rendering the OpenAPI document")?,
         ));
 
+        let admission = web::Data::new(Admission::new(
+            settings.api_keys.clone(),
+            settings.rate_limit,
+        ));
+        let intake = web::Data::new(Intake {
+            max_body_bytes: MAX_BODY_BYTES,
+            body_timeout: settings.request_timeout,
+            in_flight: InFlightLimit::new(settings.max_in_flight),
+        });
+        let metrics_here = settings.metrics_listen.is_none();
+
         let listener = TcpListener::bind(settings.listen).with_context(|| {
             format!(
                 "--listen (ANTIFRAUD_LISTEN): cannot listen on {}",
@@ -98,21 +116,74 @@ impl Application {
             )
         })?;
         let address = listener.local_addr()?;
+        let api_metrics = metrics.clone();
         let server = HttpServer::new(move || {
             App::new()
+                // Innermost first: admission runs inside the metrics and the request's span, so
+                // refused requests are counted and traced too.
+                .wrap(middleware::from_fn(admit))
                 .wrap(middleware::from_fn(track_http))
                 // The request's span: W3C `traceparent` from the caller becomes its parent.
                 .wrap(TracingLogger::default())
-                .app_data(metrics.clone())
+                .app_data(api_metrics.clone())
                 .app_data(scoring.clone())
                 .app_data(openapi.clone())
-                .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+                .app_data(admission.clone())
+                .app_data(intake.clone())
                 .configure(routes::configure)
+                .configure(|cfg| {
+                    if metrics_here {
+                        cfg.route("/metrics", web::get().to(metrics_endpoint));
+                    }
+                })
                 .default_service(web::to(routes::not_found))
         })
-        .listen(listener)?
+        // Slow clients: the head must arrive within the request timeout (the body has its own
+        // deadline in the handler), idle connections close after the keep-alive.
+        .client_request_timeout(settings.request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(KEEP_ALIVE)
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        // Signals are ours (see `run_until_stopped`): actix would stop abruptly on SIGINT.
+        .disable_signals()
+        .listen(listener)?
         .run();
+
+        let metrics_server = match settings.metrics_listen {
+            None => None,
+            Some(metrics_address) => {
+                let listener = TcpListener::bind(metrics_address).with_context(|| {
+                    format!(
+                        "--metrics-listen (ANTIFRAUD_METRICS_LISTEN): cannot listen on {metrics_address}"
+                    )
+                })?;
+                let bound = listener.local_addr()?;
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(metrics.clone())
+                        .route("/metrics", web::get().to(metrics_endpoint))
+                        .default_service(web::to(routes::not_found))
+                })
+                .workers(1)
+                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+                Some((bound, server))
+            }
+        };
+        if settings.api_keys.is_empty() {
+            tracing::warn!(
+                "no API keys configured: the API is open to anyone who can reach {address} \
+                 (loopback only); set --api-keys-file or ANTIFRAUD_API_KEYS to require keys"
+            );
+        } else {
+            tracing::info!(
+                keys = settings.api_keys.len(),
+                key_ids = ?settings.api_keys,
+                "API keys required"
+            );
+        }
 
         tracing::info!(
             %address,
@@ -128,6 +199,7 @@ impl Application {
         Ok(Application {
             address,
             server,
+            metrics_server,
             memory,
             redis,
             model,
@@ -144,8 +216,26 @@ impl Application {
         self.address.port()
     }
 
-    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
+    /// Where `/metrics` is served when it has a listener of its own.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(|(address, _)| *address)
+    }
+
+    /// Serves until SIGTERM or SIGINT, then stops accepting connections, lets in-flight requests
+    /// finish (for up to 10 s) and closes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let mut handles = vec![self.server.handle()];
+        handles.extend(self.metrics_server.as_ref().map(|(_, s)| s.handle()));
+        let stopper = tokio::spawn(async move {
+            let signal = stop_signal().await;
+            tracing::info!(
+                signal,
+                "stopping: no new connections, finishing requests in flight"
+            );
+            for handle in handles {
+                handle.stop(true).await;
+            }
+        });
         let sweeper = self.memory.map(|memory| {
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(SWEEP_INTERVAL);
@@ -156,7 +246,14 @@ impl Application {
             })
         });
         let reloader = tokio::spawn(reload_on_hangup(self.model));
-        let result = self.server.await;
+        let result = match self.metrics_server {
+            None => self.server.await,
+            Some((_, metrics_server)) => {
+                let (result, metrics_result) = tokio::join!(self.server, metrics_server);
+                result.and(metrics_result)
+            }
+        };
+        stopper.abort();
         reloader.abort();
         if let Some(sweeper) = sweeper {
             sweeper.abort();
@@ -166,5 +263,21 @@ impl Application {
             redis.quit().await;
         }
         result
+    }
+}
+
+/// Waits for SIGTERM (orchestrators) or SIGINT (Ctrl-C) and names it. Both stop gracefully.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM and SIGINT; stop the service with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
     }
 }

@@ -5,12 +5,13 @@ mod health;
 mod transactions;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::dto::{ScoreResponse, TransactionRequest};
 use crate::problem::{ApiError, FieldProblem, Problem};
 pub(crate) use api_docs::OpenApiJson;
-pub(crate) use transactions::Scoring;
+pub(crate) use transactions::{Intake, Scoring};
 
 /// The OpenAPI 3 document of the API, served at `/api-docs/openapi.json`.
 #[derive(OpenApi)]
@@ -22,6 +23,7 @@ pub(crate) use transactions::Scoring;
                        with a fraud model under a latency budget."
     ),
     paths(transactions::score_transaction, health::live, health::ready, health::health),
+    modifiers(&ApiKeyScheme),
     components(schemas(TransactionRequest, ScoreResponse, Problem, FieldProblem, health::Readiness)),
     tags(
         (name = "scoring", description = "Transaction scoring"),
@@ -29,6 +31,28 @@ pub(crate) use transactions::Scoring;
     )
 )]
 pub struct ApiDoc;
+
+/// The `api_key` security scheme: `Authorization: Bearer <key>`.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from the service's key file or ANTIFRAUD_API_KEYS. Required \
+                         when keys are configured (always when the service listens beyond \
+                         loopback).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Mounts every route. Shared by the server and nothing else, so there is one routing table.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
@@ -43,8 +67,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/api-docs/openapi.json",
         web::get().to(api_docs::openapi_json),
-    )
-    .route("/metrics", web::get().to(crate::metrics::metrics_endpoint));
+    );
 }
 
 /// Answers any unknown path.

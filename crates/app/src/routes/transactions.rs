@@ -1,20 +1,33 @@
 //! `POST /api/v1/transactions`: score one transaction.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use antifraud_domain::{FraudModel, ModelStatus, ScoringService, TransactionStore};
 
 use crate::dto::{ScoreResponse, TransactionRequest};
-use crate::metrics::Metrics;
+use crate::limits::InFlightLimit;
+use crate::metrics::{Metrics, Refusal};
 use crate::problem::{ApiError, Problem};
 use crate::system_clock::SystemClock;
 
 /// The scoring use case as the service wires it: adapters chosen at start-up.
 pub(crate) type Scoring =
     ScoringService<Arc<dyn TransactionStore>, Arc<dyn FraudModel>, SystemClock>;
+
+/// How much of a client's request the endpoint takes, and how many scorings it runs at once.
+#[derive(Debug)]
+pub(crate) struct Intake {
+    /// Largest body.
+    pub(crate) max_body_bytes: usize,
+    /// Longest time to receive the body (the head has the server's own deadline).
+    pub(crate) body_timeout: Duration,
+    /// Scorings in flight at most.
+    pub(crate) in_flight: InFlightLimit,
+}
 
 /// The header that marks an answer replayed from an earlier request with the same transaction.
 const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
@@ -28,10 +41,16 @@ const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 /// counted twice.
 #[utoipa::path(post, path = "/api/v1/transactions", tag = "scoring",
     request_body(content = TransactionRequest, content_type = "application/json"),
+    security((), ("api_key" = [])),
     responses(
         (status = 200, description = "Scored and recorded, or replayed", body = ScoreResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the answer to an earlier request with the same transaction"))),
         (status = 400, description = "Malformed JSON, wrong types or duplicate fields; nothing recorded",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or one the service does not know (when keys are configured)",
+            body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"antifraud\"`, with `error=\"invalid_token\"` for a wrong key"))),
+        (status = 408, description = "The body did not arrive within the request timeout; nothing recorded",
             body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The ids were already used with a different payload; nothing recorded",
             body = Problem, content_type = "application/problem+json"),
@@ -39,22 +58,35 @@ const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
         (status = 415, description = "Content-Type is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid or missing values; nothing recorded",
             body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; retrying with the same ids is safe",
+        (status = 429, description = "This API key is over its rate limit; nothing recorded",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds until the key may send again"))),
+        (status = 503, description = "The store is unavailable, or the service is at capacity (type `urn:antifraud:problem:overloaded`); nothing recorded, retrying with the same ids is safe",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait before retrying")))
     ))]
 pub(crate) async fn score_transaction(
     scoring: web::Data<Scoring>,
     metrics: web::Data<Metrics>,
+    intake: web::Data<Intake>,
     request: HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     require_json(&request)?;
-    let body = body.map_err(|error| ApiError::Http {
-        status: error.as_response_error().status_code(),
-        detail: error.to_string(),
-    })?;
+    let body = read_body(&request, payload, &intake)
+        .await
+        .inspect_err(|error| {
+            if matches!(error, ApiError::Http { status, .. } if *status == StatusCode::REQUEST_TIMEOUT)
+            {
+                metrics.refused(Refusal::RequestTimeout);
+            }
+        })?;
     let transaction = parse(&body).inspect_err(|_| metrics.malformed())?;
+    // Shed here, after the body is in: a slow client must not hold one of the places.
+    let Some(_in_flight) = intake.in_flight.try_enter() else {
+        metrics.refused(Refusal::Overloaded);
+        return Err(ApiError::Overloaded);
+    };
     let started = Instant::now();
     let result = scoring.score(transaction.into()).await;
     metrics.scored(started.elapsed(), &result);
@@ -78,6 +110,45 @@ pub(crate) async fn score_transaction(
     Ok(response.json(ScoreResponse::from(scored.assessment)))
 }
 
+/// The body, within the size limit and the deadline. A declared length over the limit is refused
+/// before a byte is read.
+async fn read_body(
+    request: &HttpRequest,
+    payload: web::Payload,
+    intake: &Intake,
+) -> Result<web::Bytes, ApiError> {
+    let too_large = || ApiError::Http {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        detail: format!(
+            "the body is larger than {} KiB; nothing was recorded",
+            intake.max_body_bytes / 1024
+        ),
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > intake.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let read = payload.to_bytes_limited(intake.max_body_bytes);
+    match tokio::time::timeout(intake.body_timeout, read).await {
+        Err(_) => Err(ApiError::Http {
+            status: StatusCode::REQUEST_TIMEOUT,
+            detail: format!(
+                "the body did not arrive within {} ms; nothing was recorded",
+                intake.body_timeout.as_millis()
+            ),
+        }),
+        Ok(Err(_)) => Err(too_large()),
+        Ok(Ok(Err(error))) => Err(ApiError::Http {
+            status: StatusCode::BAD_REQUEST,
+            detail: format!("the body could not be read: {error}"),
+        }),
+        Ok(Ok(Ok(body))) => Ok(body),
+    }
+}
+
 /// `application/json` or any `+json` type; a request without a Content-Type is read as JSON.
 fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
@@ -97,7 +168,7 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Http {
-            status: actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
             detail: "send the transaction as application/json".to_owned(),
         })
     }

@@ -13,6 +13,8 @@ pub(crate) struct TestApp {
     pub(crate) client: reqwest::Client,
     /// The Redis behind the service, when the suite runs against Redis.
     pub(crate) redis: Option<RedisServer>,
+    /// The `/metrics` listener, when the service has one of its own.
+    pub(crate) metrics_address: Option<String>,
 }
 
 /// Which store the suite runs against: `ANTIFRAUD_TEST_STORE=redis` (set by `cargo xtask test`
@@ -56,11 +58,15 @@ pub(crate) async fn spawn_app_on(cli: Cli, redis: Option<RedisServer>) -> TestAp
         .await
         .expect("the service starts");
     let address = format!("http://{}", application.address());
+    let metrics_address = application
+        .metrics_address()
+        .map(|address| format!("http://{address}"));
     tokio::spawn(application.run_until_stopped());
     TestApp {
         address,
         client: http_client(),
         redis,
+        metrics_address,
     }
 }
 
@@ -237,6 +243,23 @@ impl Binary {
             .status()
             .expect("kill runs");
         assert!(status.success(), "kill -{name} succeeds");
+    }
+}
+
+impl Binary {
+    /// Waits up to `timeout` for the process to exit, without blocking the test's runtime.
+    pub(crate) async fn exited(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("the child can be waited for") {
+                return Some(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
     }
 }
 

@@ -1,6 +1,7 @@
 //! API tests: each starts the real server on a free port and speaks HTTP to it.
 
 mod config;
+mod fake_model;
 mod health;
 mod helpers;
 mod idempotency;
@@ -9,5 +10,7 @@ mod models;
 mod openapi;
 mod redis_faults;
 mod scoring;
+mod security;
+mod shutdown;
 mod traces;
 mod validation;

@@ -43,12 +43,19 @@ async fn the_document_describes_the_scoring_endpoint_with_examples() {
     );
 
     let post = &doc["paths"]["/api/v1/transactions"]["post"];
-    for status in ["200", "400", "409", "413", "415", "422", "503"] {
+    for status in [
+        "200", "400", "401", "408", "409", "413", "415", "422", "429", "503",
+    ] {
         assert!(
             post["responses"].get(status).is_some(),
             "response {status} documented"
         );
     }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["api_key"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(post["security"][1]["api_key"], serde_json::json!([]));
     let schemas = &doc["components"]["schemas"];
     let request = &schemas["TransactionRequest"];
     let properties = request["properties"].as_object().expect("properties");
