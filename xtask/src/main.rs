@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's one task runner. Each task is a small struct with a `run` method.
 //!
-//! - `cargo xtask lint`: rustfmt check and clippy on every target with warnings denied.
+//! - `cargo xtask lint`: rustfmt check, clippy on every target with warnings denied, the compose
+//!   file through a real parser, and cargo deny (deny.toml).
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
 //! - `cargo xtask load`: open-loop traffic against a running service, with an honest report.
 //! - `cargo xtask bench`: the service end to end, embedded store and Redis; docs/benchmarks.md.
@@ -10,6 +11,7 @@
 //! - `cargo xtask observability-check`: promtool checks, then every dashboard query and alert
 //!   rule against a live Prometheus scraping a live service.
 //! - `cargo xtask compose up|down|logs|ps`: the compose stack in deploy/.
+//! - `cargo xtask fuzz [--seconds N]`: the request-body fuzz target under libFuzzer.
 
 // This binary owns its terminal: it reports to the developer directly.
 #![allow(clippy::print_stdout)]
@@ -20,6 +22,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 mod bench;
+mod fuzz;
 mod load;
 mod observability;
 mod process;
@@ -35,7 +38,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// rustfmt check and clippy on all targets with warnings denied.
+    /// rustfmt check, clippy on all targets with warnings denied, compose config, cargo deny.
     Lint(Lint),
     /// The whole test suite: unit, conformance, API and doc tests.
     Test(Test),
@@ -55,6 +58,8 @@ enum Task {
     ObservabilityCheck(observability::ObservabilityCheck),
     /// The compose stack in deploy/: up, down, logs or ps (needs a Docker engine).
     Compose(Compose),
+    /// The request-body fuzz target under libFuzzer for a bounded time (installs cargo-fuzz).
+    Fuzz(fuzz::Fuzz),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Task::Train(train) => train.run(),
         Task::ObservabilityCheck(check) => check.run(),
         Task::Compose(compose) => compose.run(),
+        Task::Fuzz(fuzz) => fuzz.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -103,9 +109,56 @@ impl Lint {
             "-D",
             "warnings",
         ])?;
+        // Supply chain (deny.toml): licences, banned and duplicate crates, registries.
+        ensure_cargo_tool("deny", "cargo-deny", CARGO_DENY_VERSION)?;
+        cargo(&["deny", "--locked", "check", "bans", "licenses", "sources"])?;
+        advisories()?;
         println!("lint: clean");
         Ok(())
     }
+}
+
+/// The cargo-deny that `cargo xtask lint` installs when none is present.
+const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// RustSec advisories, when the database can be fetched (it lives on GitHub, which some
+/// machines, this project's development machine among them, cannot reach): a vulnerable
+/// dependency fails the lint; an unreachable database is reported and skipped.
+fn advisories() -> anyhow::Result<()> {
+    println!("$ cargo deny --locked check advisories");
+    let output = Command::new(cargo_path())
+        .args(["deny", "--locked", "check", "advisories"])
+        .current_dir(workspace_root())
+        .output()
+        .context("cannot run cargo deny")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        return Ok(());
+    }
+    if stderr.contains("failed to fetch advisory database") {
+        println!("lint: advisories skipped: the RustSec database cannot be fetched from here");
+        return Ok(());
+    }
+    eprintln!("{stderr}");
+    bail!("cargo deny check advisories failed ({})", output.status)
+}
+
+/// Makes sure `cargo <subcommand>` exists, installing `package` at `version` with
+/// `cargo install --locked` when it does not (a few minutes, once per machine).
+pub(crate) fn ensure_cargo_tool(
+    subcommand: &str,
+    package: &str,
+    version: &str,
+) -> anyhow::Result<()> {
+    let present = Command::new(cargo_path())
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if present {
+        return Ok(());
+    }
+    println!("xtask: installing {package} {version} (once per machine)");
+    cargo(&["install", "--locked", package, "--version", version])
 }
 
 #[derive(clap::Args)]
@@ -370,7 +423,7 @@ fn cargo_with(args: &[&str], env: Option<(&str, &str)>) -> anyhow::Result<()> {
 }
 
 /// The cargo that runs us, so the pinned toolchain is used throughout.
-fn cargo_path() -> PathBuf {
+pub(crate) fn cargo_path() -> PathBuf {
     std::env::var_os("CARGO").map_or_else(|| "cargo".into(), PathBuf::from)
 }
 

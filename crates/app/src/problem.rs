@@ -118,7 +118,7 @@ impl From<ScoreError> for ApiError {
 }
 
 impl ApiError {
-    fn problem(&self) -> Problem {
+    pub(crate) fn problem(&self) -> Problem {
         let (kind, title) = match self {
             ApiError::MalformedBody { .. } => (
                 "urn:antifraud:problem:malformed-body",

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use crate::dto::{ScoreResponse, TransactionRequest};
 use crate::problem::{ApiError, FieldProblem, Problem};
 pub(crate) use api_docs::OpenApiJson;
-pub(crate) use transactions::{Intake, Scoring};
+pub(crate) use transactions::{Intake, Scoring, parse_body};
 
 /// The OpenAPI 3 document of the API, served at `/api-docs/openapi.json`.
 #[derive(OpenApi)]

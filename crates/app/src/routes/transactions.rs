@@ -81,7 +81,7 @@ pub(crate) async fn score_transaction(
                 metrics.refused(Refusal::RequestTimeout);
             }
         })?;
-    let transaction = parse(&body).inspect_err(|_| metrics.malformed())?;
+    let transaction = parse_body(&body).inspect_err(|_| metrics.malformed())?;
     // Shed here, after the body is in: a slow client must not hold one of the places.
     let Some(_in_flight) = intake.in_flight.try_enter() else {
         metrics.refused(Refusal::Overloaded);
@@ -175,7 +175,7 @@ fn require_json(request: &HttpRequest) -> Result<(), ApiError> {
 }
 
 /// Parses the body, naming the offending field when a value has the wrong type.
-fn parse(body: &[u8]) -> Result<TransactionRequest, ApiError> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<TransactionRequest, ApiError> {
     let malformed = |field: String, error: serde_json::Error| ApiError::MalformedBody {
         field,
         detail: error.to_string(),
