@@ -12,6 +12,7 @@
 //!   rule against a live Prometheus scraping a live service.
 //! - `cargo xtask compose up|down|logs|ps`: the compose stack in deploy/.
 //! - `cargo xtask fuzz [--seconds N]`: the request-body fuzz target under libFuzzer.
+//! - `cargo xtask schemathesis`: schemathesis against the service's own OpenAPI document.
 
 // This binary owns its terminal: it reports to the developer directly.
 #![allow(clippy::print_stdout)]
@@ -27,6 +28,7 @@ mod load;
 mod observability;
 mod process;
 mod python;
+mod schemathesis;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -60,6 +62,8 @@ enum Task {
     Compose(Compose),
     /// The request-body fuzz target under libFuzzer for a bounded time (installs cargo-fuzz).
     Fuzz(fuzz::Fuzz),
+    /// schemathesis against the running service's own OpenAPI document.
+    Schemathesis(schemathesis::Schemathesis),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Task::ObservabilityCheck(check) => check.run(),
         Task::Compose(compose) => compose.run(),
         Task::Fuzz(fuzz) => fuzz.run(),
+        Task::Schemathesis(schemathesis) => schemathesis.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

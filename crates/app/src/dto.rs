@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 
 /// One card transaction to score.
 ///
-/// Every field is optional in the schema so that validation can list every missing field at once;
-/// the service refuses a transaction without the required ones with 422. Unknown fields are
-/// ignored. A field sent twice is a 400.
+/// The schema describes a valid transaction. The service reads every field as optional so that
+/// it can list every missing or invalid field at once (422). Unknown fields are ignored. A field
+/// sent twice is a 400.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({
     "customer_id": "cust-42",
@@ -30,41 +30,107 @@ use utoipa::ToSchema;
 }))]
 pub(crate) struct TransactionRequest {
     /// Required. The paying customer: 1 to 256 characters, no control characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub customer_id: Option<String>,
-    /// Required. Unique per customer; the idempotency key with `customer_id`.
+    /// Required. Unique per customer; the idempotency key with `customer_id`. 1 to 256
+    /// characters, no control characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub transaction_id: Option<String>,
     /// Required. Amount in `currency`, 0 to 1e12.
+    #[schema(required = true, nullable = false, minimum = 0, maximum = 1e12)]
     pub amount: Option<f64>,
-    /// Required. ISO 4217 alphabetic code, upper case.
+    /// Required. ISO 4217 alphabetic code, upper case (an unknown code is a 422).
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^[A-Z]{3}$",
+        example = "EUR"
+    )]
     pub currency: Option<String>,
-    /// Required. Transaction type code, 0 to 65535.
-    #[serde(rename = "type")]
-    #[schema(rename = "type")]
+    /// Required. Transaction type code, 0 to 65535 (`7.0` reads as 7; `7.5` is a 400).
+    #[serde(rename = "type", default, deserialize_with = "integer")]
+    #[schema(
+        rename = "type",
+        required = true,
+        nullable = false,
+        minimum = 0,
+        maximum = 65535
+    )]
     pub kind: Option<i64>,
-    /// Required. The merchant.
+    /// Required. The merchant: 1 to 256 characters, no control characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub merchant_id: Option<String>,
     /// Required. The card's BIN: 6 to 8 digits, as a string or a JSON integer.
     #[serde(default, deserialize_with = "string_or_integer")]
-    #[schema(value_type = Option<String>, example = "411111")]
+    #[schema(required = true, nullable = false, schema_with = card_bin_schema)]
     pub card_bin: Option<String>,
     /// Required. IPv4 or IPv6 address of the payer.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 2,
+        max_length = 64,
+        example = "192.0.2.10"
+    )]
     pub ip_address: Option<String>,
-    /// Required. The payer's device.
+    /// Required. The payer's device: 1 to 256 characters, no control characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub device_id: Option<String>,
     /// Required. Where the payment happened, free text up to 128 characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub location: Option<String>,
-    /// Required. Payment channel, such as `online`, `pos`, `atm`, `mobile`.
+    /// Required. Payment channel, such as `online`, `pos`, `atm`, `mobile`; up to 128 characters.
+    #[schema(
+        required = true,
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub channel: Option<String>,
     /// Required. Event time, RFC 3339 with an offset; at most 24 h old and 5 min ahead.
-    #[schema(format = DateTime)]
+    #[schema(required = true, nullable = false, format = DateTime)]
     pub timestamp: Option<String>,
     /// The client's label, if known; stored, not used for scoring.
     pub is_fraud: Option<bool>,
     /// The client's merchant risk, 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub merchant_risk_score: Option<f64>,
     /// The client's card risk, 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub card_risk_score: Option<f64>,
     /// The client's customer risk, 0 to 1.
+    #[schema(minimum = 0, maximum = 1)]
     pub customer_risk_score: Option<f64>,
     /// The client's velocity rule fired.
     pub is_velocity_alert: Option<bool>,
@@ -73,11 +139,71 @@ pub(crate) struct TransactionRequest {
     /// The client's device rule fired.
     pub is_device_alert: Option<bool>,
     /// Customer segments, at most 32 of up to 128 characters.
+    #[schema(max_items = 32)]
     pub customer_segments: Option<Vec<String>>,
-    /// Merchant category.
+    /// Merchant category, up to 128 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub transaction_category: Option<String>,
     /// The client flags the amount as high.
     pub is_high_value: Option<bool>,
+}
+
+/// Reads an integer, also when written with a zero fraction (`205.0`): JSON has one number type,
+/// JSON Schema counts `205.0` as an integer, and some serialisers write every number that way.
+fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            // Beyond i64: still an integer, and out of the field's range (a 422 says so).
+            Ok(Some(i64::try_from(v).unwrap_or(i64::MAX)))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // 2^63 is the first float beyond i64; `as` is exact below it for integral values.
+            if v.fract() == 0.0 && v.abs() < 9_223_372_036_854_775_808.0 {
+                Ok(Some(v as i64))
+            } else {
+                Err(E::invalid_type(serde::de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    deserializer.deserialize_any(Visitor)
+}
+
+/// The BIN's schema: the digits as a string, or as a JSON integer.
+fn card_bin_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]{6,8}$"))
+                .examples(["411111"]),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(100_000))
+                .maximum(Some(99_999_999)),
+        )
+        .description(Some(
+            "Required. The card's BIN: 6 to 8 digits, as a string or a JSON integer.",
+        ))
+        .build();
+    Schema::OneOf(one_of)
 }
 
 /// Reads a string, or a non-negative integer as its decimal digits: some payment systems send

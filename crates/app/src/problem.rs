@@ -95,6 +95,9 @@ pub(crate) enum ApiError {
     /// Too many scorings in flight: answering now beats queueing past the budget.
     #[error("overloaded")]
     Overloaded,
+    /// A method the path does not take.
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: &'static str },
     /// A request the framework refused before any handler ran (size, route, method, media type).
     #[error("{detail}")]
     Http { status: StatusCode, detail: String },
@@ -149,6 +152,10 @@ impl ApiError {
                 "urn:antifraud:problem:overloaded",
                 "The service is at capacity",
             ),
+            ApiError::MethodNotAllowed { .. } => (
+                "urn:antifraud:problem:method-not-allowed",
+                "Method not allowed",
+            ),
             ApiError::Http { status, .. } => match *status {
                 StatusCode::PAYLOAD_TOO_LARGE => (
                     "urn:antifraud:problem:payload-too-large",
@@ -162,10 +169,6 @@ impl ApiError {
                 StatusCode::REQUEST_TIMEOUT => (
                     "urn:antifraud:problem:request-timeout",
                     "The request was not received in time",
-                ),
-                StatusCode::METHOD_NOT_ALLOWED => (
-                    "urn:antifraud:problem:method-not-allowed",
-                    "Method not allowed",
                 ),
                 _ => ("urn:antifraud:problem:bad-request", "Bad request"),
             },
@@ -221,7 +224,9 @@ impl ApiError {
                     .to_owned(),
                 vec![],
             ),
-            ApiError::Http { detail, .. } => (detail.clone(), vec![]),
+            ApiError::Http { detail, .. } | ApiError::MethodNotAllowed { detail, .. } => {
+                (detail.clone(), vec![])
+            }
         };
         Problem {
             kind,
@@ -244,6 +249,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Http { status, .. } => *status,
         }
     }
@@ -258,6 +264,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::StoreUnavailable | ApiError::Overloaded => {
                 response.insert_header((header::RETRY_AFTER, "1"));
+            }
+            ApiError::MethodNotAllowed { allow, .. } => {
+                response.insert_header((header::ALLOW, *allow));
             }
             ApiError::RateLimited { retry_after } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_seconds(*retry_after)));

@@ -55,19 +55,28 @@ impl Modify for ApiKeyScheme {
 }
 
 /// Mounts every route. Shared by the server and nothing else, so there is one routing table.
+/// Any other method on a known path gets 405 with `Allow`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v1/transactions")
             .route(web::post().to(transactions::score_transaction))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .route("/health/live", web::get().to(health::live))
-    .route("/health/ready", web::get().to(health::ready))
-    .route("/health", web::get().to(health::health))
-    .route(
-        "/api-docs/openapi.json",
-        web::get().to(api_docs::openapi_json),
+            .default_service(web::to(|request: HttpRequest| {
+                method_not_allowed(request, "POST")
+            })),
     );
+    for (path, handler) in [
+        ("/health/live", web::get().to(health::live)),
+        ("/health/ready", web::get().to(health::ready)),
+        ("/health", web::get().to(health::health)),
+        (
+            "/api-docs/openapi.json",
+            web::get().to(api_docs::openapi_json),
+        ),
+    ] {
+        cfg.service(web::resource(path).route(handler).default_service(web::to(
+            |request: HttpRequest| method_not_allowed(request, "GET"),
+        )));
+    }
 }
 
 /// Answers any unknown path.
@@ -78,9 +87,12 @@ pub(crate) async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiE
     })
 }
 
-async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::Http {
-        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        detail: format!("{} is not allowed here; use POST", request.method()),
+async fn method_not_allowed(
+    request: HttpRequest,
+    allow: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        detail: format!("{} is not allowed here; use {allow}", request.method()),
+        allow,
     })
 }

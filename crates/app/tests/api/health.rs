@@ -25,6 +25,18 @@ async fn unknown_routes_and_methods_get_problem_details() {
     let app = spawn_app().await;
     let body = problem(app.get("/api/v1/nothing").await, 404).await;
     assert_eq!(body["type"], "urn:antifraud:problem:not-found");
-    let body = problem(app.get("/api/v1/transactions").await, 405).await;
+    let response = app.get("/api/v1/transactions").await;
+    assert_eq!(response.headers()["allow"], "POST");
+    let body = problem(response, 405).await;
     assert_eq!(body["type"], "urn:antifraud:problem:method-not-allowed");
+    for path in ["/health/live", "/health/ready", "/api-docs/openapi.json"] {
+        let response = app
+            .client
+            .delete(format!("{}{path}", app.address))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(response.headers()["allow"], "GET", "{path}");
+        problem(response, 405).await;
+    }
 }
