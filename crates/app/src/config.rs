@@ -43,6 +43,11 @@ pub struct Cli {
     )]
     pub redis_url: Option<String>,
 
+    /// File holding the Redis password (first line), kept out of the URL and of process lists;
+    /// it replaces any password in the URL.
+    #[arg(long, env = "ANTIFRAUD_REDIS_PASSWORD_FILE", value_name = "PATH")]
+    pub redis_password_file: Option<PathBuf>,
+
     /// Connections to Redis [default: 4].
     #[arg(long, env = "ANTIFRAUD_REDIS_POOL_SIZE", value_name = "N")]
     pub redis_pool_size: Option<String>,
@@ -130,6 +135,7 @@ pub struct Cli {
 struct FileSettings {
     listen: Option<Scalar>,
     redis_url: Option<Scalar>,
+    redis_password_file: Option<Scalar>,
     redis_pool_size: Option<Scalar>,
     redis_timeout_ms: Option<Scalar>,
     store_failure_policy: Option<Scalar>,
@@ -192,6 +198,11 @@ macro_rules! setting {
 }
 setting!(LISTEN, "listen", "ANTIFRAUD_LISTEN");
 setting!(REDIS_URL, "redis-url", "ANTIFRAUD_REDIS_URL");
+setting!(
+    REDIS_PASSWORD_FILE,
+    "redis-password-file",
+    "ANTIFRAUD_REDIS_PASSWORD_FILE"
+);
 setting!(
     REDIS_POOL_SIZE,
     "redis-pool-size",
@@ -266,10 +277,10 @@ pub enum ConfigError {
         /// Why it is unusable.
         reason: String,
     },
-    /// The API keys cannot be used; the message never contains a key.
+    /// A secret (API keys, the Redis password) cannot be used; the message never contains it.
     #[error("{source_name}: {reason}")]
-    Keys {
-        /// Where the keys came from.
+    Secret {
+        /// Where the secret came from.
         source_name: String,
         /// What is wrong.
         reason: String,
@@ -448,10 +459,18 @@ impl Settings {
                         reason: format!("expected a URL starting with one of {}", known.join(", ")),
                     });
                 }
+                let password = match pick(
+                    cli.redis_password_file.map(|p| p.display().to_string()),
+                    file.redis_password_file,
+                ) {
+                    None => None,
+                    Some(path) => Some(read_secret(REDIS_PASSWORD_FILE, &path)?),
+                };
                 StoreSettings::Redis(RedisSettings {
                     url,
                     pool_size,
                     command_timeout,
+                    password,
                 })
             }
         };
@@ -616,13 +635,28 @@ impl Settings {
     }
 }
 
+/// A secret kept in a file: its first line, without surrounding spaces. Errors name the file,
+/// never its content.
+fn read_secret(setting: Setting, path: &str) -> Result<String, ConfigError> {
+    let error = |reason: &str| ConfigError::Secret {
+        source_name: format!("{setting} {path}"),
+        reason: reason.to_owned(),
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(&e.to_string()))?;
+    let secret = text.lines().next().unwrap_or_default().trim();
+    if secret.is_empty() {
+        return Err(error("the file is empty"));
+    }
+    Ok(secret.to_owned())
+}
+
 /// The keys of the key file and of `ANTIFRAUD_API_KEYS`, together. A key file without any key is
 /// refused: whoever named it meant to require keys.
 fn read_api_keys(file: Option<String>, list: Option<&str>) -> Result<ApiKeys, ConfigError> {
     let from_file = match file {
         None => ApiKeys::default(),
         Some(path) => {
-            let error = |reason: String| ConfigError::Keys {
+            let error = |reason: String| ConfigError::Secret {
                 source_name: format!("{API_KEYS_FILE} {path}"),
                 reason,
             };
@@ -636,7 +670,7 @@ fn read_api_keys(file: Option<String>, list: Option<&str>) -> Result<ApiKeys, Co
     };
     let from_env = match list {
         None => ApiKeys::default(),
-        Some(list) => ApiKeys::parse_list(list).map_err(|e| ConfigError::Keys {
+        Some(list) => ApiKeys::parse_list(list).map_err(|e| ConfigError::Secret {
             source_name: "ANTIFRAUD_API_KEYS".to_owned(),
             reason: e.to_string(),
         })?,
@@ -999,5 +1033,35 @@ mod tests {
             let message = cli(args).expect_err("invalid").to_string();
             assert!(message.starts_with(named), "{message}");
         }
+    }
+
+    #[test]
+    fn the_redis_password_file_is_read_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("antifraud-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("pw");
+        std::fs::write(&path, "  hunter2-secret  \nignored\n").expect("write");
+        let with = |file: &Path| {
+            Settings::from_cli(Cli {
+                redis_url: Some("redis://127.0.0.1:6400".into()),
+                redis_password_file: Some(file.to_path_buf()),
+                ..Cli::default()
+            })
+        };
+        let s = with(&path).expect("valid");
+        let StoreSettings::Redis(redis) = &s.store else {
+            panic!("{:?}", s.store)
+        };
+        assert_eq!(redis.password.as_deref(), Some("hunter2-secret"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        std::fs::write(&path, "\n").expect("write");
+        let empty = with(&path).expect_err("empty").to_string();
+        assert!(
+            empty.starts_with("--redis-password-file (ANTIFRAUD_REDIS_PASSWORD_FILE)"),
+            "{empty}"
+        );
+        let missing = with(&dir.join("absent")).expect_err("missing").to_string();
+        assert!(missing.starts_with("--redis-password-file"), "{missing}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

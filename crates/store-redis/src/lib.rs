@@ -39,6 +39,9 @@ pub struct RedisSettings {
     pub pool_size: usize,
     /// Longest wait for one command, reconnection included; well inside the request budget.
     pub command_timeout: Duration,
+    /// The password, when it is kept out of the URL (read from a file); it replaces any password
+    /// in the URL.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("url", &"<redacted>")
             .field("pool_size", &self.pool_size)
             .field("command_timeout", &self.command_timeout)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -58,6 +62,7 @@ impl RedisSettings {
             url: url.into(),
             pool_size: 4,
             command_timeout: Duration::from_millis(50),
+            password: None,
         }
     }
 }
@@ -82,6 +87,9 @@ impl RedisStore {
         // A Redis that is down when the service starts is an outage like any other: keep
         // reconnecting under the policy instead of giving up after the first attempt.
         config.fail_fast = false;
+        if let Some(password) = &settings.password {
+            config.password = Some(password.clone());
+        }
         let pool = Builder::from_config(config)
             .with_performance_config(|performance| {
                 performance.default_command_timeout = settings.command_timeout;

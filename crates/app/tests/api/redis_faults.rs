@@ -231,3 +231,31 @@ async fn a_service_started_while_redis_is_down_recovers_when_it_comes_up() {
     assert!(!replayed);
     assert_eq!(count_24h(&body), 1);
 }
+
+#[tokio::test]
+async fn the_redis_password_can_come_from_a_file() {
+    let server = RedisServer::start();
+    server
+        .command(&["CONFIG", "SET", "requirepass", "pw-from-a-file-42"])
+        .expect("redis-cli runs");
+    let dir = std::env::temp_dir().join(format!("antifraud-redis-pw-{}", server.port()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("redis-password");
+    std::fs::write(&path, "pw-from-a-file-42\n").expect("write");
+    let app = spawn_app_on(
+        Cli {
+            // No password in the URL: it comes from the file.
+            redis_url: Some(server.url()),
+            redis_password_file: Some(path),
+            ..Cli::default()
+        },
+        Some(server),
+    )
+    .await;
+    let body = app
+        .score_ok(&transaction("pat", "t1", 5.0, Duration::minutes(-1)))
+        .await;
+    assert_eq!(count_24h(&body), 1);
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
