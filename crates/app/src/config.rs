@@ -48,7 +48,8 @@ pub struct Cli {
     #[arg(long, env = "ANTIFRAUD_REDIS_PASSWORD_FILE", value_name = "PATH")]
     pub redis_password_file: Option<PathBuf>,
 
-    /// Connections to Redis [default: 4].
+    /// Connections to Redis per worker thread (the service runs one worker per core)
+    /// [default: 4].
     #[arg(long, env = "ANTIFRAUD_REDIS_POOL_SIZE", value_name = "N")]
     pub redis_pool_size: Option<String>,
 

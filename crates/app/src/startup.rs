@@ -9,7 +9,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, middleware, web};
 use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
 use antifraud_memory::MemoryStore;
-use antifraud_redis::RedisStore;
+use antifraud_redis::{RedisSettings, RedisStore};
 use anyhow::Context;
 use time::OffsetDateTime;
 use tracing_actix_web::TracingLogger;
@@ -21,7 +21,7 @@ use crate::limits::InFlightLimit;
 use crate::metered::{MeteredModel, MeteredStore};
 use crate::metrics::{Metrics, metrics_endpoint, track_http};
 use crate::model::{ReloadableModel, reload_on_hangup};
-use crate::routes::{self, ApiDoc, Intake, OpenApiJson};
+use crate::routes::{self, ApiDoc, Intake, OpenApiJson, Scoring};
 use crate::system_clock::SystemClock;
 
 /// Largest accepted request body.
@@ -33,6 +33,9 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How long start-up waits for Redis before serving anyway.
 const REDIS_CONNECT_WAIT: Duration = Duration::from_secs(3);
+/// How long a worker waits for its own Redis connections before taking requests (the
+/// start-up wait above has already seen Redis up, or reported it down).
+const WORKER_CONNECT_WAIT: Duration = Duration::from_secs(1);
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
@@ -57,8 +60,14 @@ impl Application {
                 (memory.clone(), Some(memory), None)
             }
             StoreSettings::Redis(redis_settings) => {
+                // One connection to check the settings, wait for Redis and load the scripts at
+                // start-up and to say goodbye at shutdown; requests use the workers' own.
+                let start_up = RedisSettings {
+                    pool_size: 1,
+                    ..redis_settings.clone()
+                };
                 let redis = Arc::new(
-                    RedisStore::connect(redis_settings)
+                    RedisStore::connect(&start_up)
                         .context("--redis-url (ANTIFRAUD_REDIS_URL): invalid Redis settings")?,
                 );
                 // Start even when Redis is down: readiness says so, requests get the failure
@@ -76,22 +85,33 @@ impl Application {
         )?);
         let serving = model.identity();
         let metrics = Arc::new(Metrics::new());
-        let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
-            inner: store,
-            system: if memory.is_some() { "memory" } else { "redis" },
-            metrics: Arc::clone(&metrics),
-        });
         let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
             inner: model.clone(),
             metrics: Arc::clone(&metrics),
         });
+        let policy = settings.policy;
+        let system = if memory.is_some() { "memory" } else { "redis" };
+        let scoring_over = {
+            let (metrics, metered) = (Arc::clone(&metrics), Arc::clone(&metered));
+            Arc::new(move |store: Arc<dyn TransactionStore>| -> Scoring {
+                let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
+                    inner: store,
+                    system,
+                    metrics: Arc::clone(&metrics),
+                });
+                ScoringService::new(store, Arc::clone(&metered), SystemClock, policy)
+            })
+        };
+        let scoring = web::Data::new(scoring_over(store));
+        // With Redis, each worker thread gets connections of its own, created on (and driven by)
+        // its own runtime: a command and its reply never cross threads. Through one shared pool,
+        // every command woke the thread that owned the connection and the reply woke the worker
+        // back (see docs/benchmarks.md for what that cost).
+        let per_worker_redis = match &settings.store {
+            StoreSettings::Redis(redis_settings) => Some(redis_settings.clone()),
+            StoreSettings::Embedded => None,
+        };
         let metrics = web::Data::from(metrics);
-        let scoring = web::Data::new(ScoringService::new(
-            store,
-            metered,
-            SystemClock,
-            settings.policy,
-        ));
         let openapi = web::Data::new(OpenApiJson(
             ApiDoc::openapi()
                 .to_json()
@@ -118,7 +138,28 @@ impl Application {
         let address = listener.local_addr()?;
         let api_metrics = metrics.clone();
         let server = HttpServer::new(move || {
-            App::new()
+            let app = match &per_worker_redis {
+                None => App::new().app_data(scoring.clone()),
+                // Built as the worker starts, on its thread; it takes requests once connected
+                // (or once the wait is over: the pool keeps trying, as at start-up).
+                Some(redis_settings) => {
+                    let (redis_settings, scoring_over) =
+                        (redis_settings.clone(), Arc::clone(&scoring_over));
+                    App::new().data_factory(move || {
+                        let (redis_settings, scoring_over) =
+                            (redis_settings.clone(), Arc::clone(&scoring_over));
+                        async move {
+                            let redis = RedisStore::connect(&redis_settings)
+                                .expect("the same settings connected at start-up");
+                            if let Err(error) = redis.wait_for_connect(WORKER_CONNECT_WAIT).await {
+                                tracing::warn!(%error, "a worker's Redis connections are not up yet");
+                            }
+                            Ok::<_, std::convert::Infallible>(scoring_over(Arc::new(redis)))
+                        }
+                    })
+                }
+            };
+            app
                 // Innermost first: admission runs inside the metrics and the request's span, so
                 // refused requests are counted and traced too.
                 .wrap(middleware::from_fn(admit))
@@ -126,7 +167,6 @@ impl Application {
                 // The request's span: W3C `traceparent` from the caller becomes its parent.
                 .wrap(TracingLogger::default())
                 .app_data(api_metrics.clone())
-                .app_data(scoring.clone())
                 .app_data(openapi.clone())
                 .app_data(admission.clone())
                 .app_data(intake.clone())
