@@ -1,9 +1,10 @@
 -- Closes the unit of work: saves the assessment unless one is saved already (first wins).
--- KEYS: 1 transactions. ARGV: 1 transaction id, 2 assessment JSON, 3 key TTL ms.
+-- KEYS: 1 transactions. ARGV: 1 transaction id, 2 assessment JSON.
 -- Returns {"saved"} | {"already", assessment} | {"missing"}
+-- The hash's time to live was set by record.lua a moment ago, when the transaction went in; the
+-- assessment lives as long as the transaction, so it is not set again here.
 if redis.call('HEXISTS', KEYS[1], 't:' .. ARGV[1]) == 0 then return {'missing'} end
 if redis.call('HSETNX', KEYS[1], 'a:' .. ARGV[1], ARGV[2]) == 0 then
   return {'already', redis.call('HGET', KEYS[1], 'a:' .. ARGV[1])}
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return {'saved'}

@@ -3,19 +3,23 @@
 --
 -- KEYS: 1 events (zset: "amount|transaction id" scored by timestamp in µs)
 --       2 transactions (hash: "t:<id>" -> "fingerprint|timestamp", "a:<id>" -> assessment JSON)
---       3 buckets (hash: "f<n>" five-minute and "h<n>" hour buckets since the epoch -> "count sum")
--- ARGV: 1 transaction id, 2 fingerprint, 3 timestamp µs, 4 amount, 5 now µs, 6 retention µs,
---       7 key TTL ms, 8..11 the window lengths in µs, shortest first
+--       3 buckets (hash: "f<n>" five-minute and "h<n>" hour buckets since the epoch -> "count sum",
+--         and "on" once they are kept: only for customers with more than SMALL events)
+-- ARGV: 1 transaction id, 2 fingerprint, 3 timestamp µs, 4 amount, 5 retention horizon µs,
+--       6 key TTL ms, 7 the transaction's five-minute bucket field, 8 its hour bucket field,
+--       9..12 where the 24, 12, 6 and 3 h windows start (µs, clamped at the horizon)
 -- Returns {"conflict"} | {"replayed", assessment} | {"recorded", count, sum, ...per window}
 --
--- Every redis.call costs a few µs of marshalling: the script makes as few as it can.
+-- Redis runs this once per transaction, so it is written for Redis's CPU: the caller computes
+-- every number that does not depend on stored data and sends it as text, so that the common path
+-- formats no number but the four sums; every redis.call costs about a microsecond of marshalling
+-- on top of the command, so the script makes as few as it can.
 
 local events, transactions, buckets = KEYS[1], KEYS[2], KEYS[3]
 local id, fingerprint = ARGV[1], ARGV[2]
-local ts = tonumber(ARGV[3])
-local amount_text = ARGV[4]
-local horizon = tonumber(ARGV[5]) - tonumber(ARGV[6])
-local ttl = ARGV[7]
+local ts_text, amount_text, horizon_text = ARGV[3], ARGV[4], ARGV[5]
+local ts, horizon = tonumber(ts_text), tonumber(horizon_text)
+local ttl = ARGV[6]
 local FIVE = 300000000   -- five minutes in µs
 local HOUR = 3600000000
 local FIVES_PER_HOUR = 12
@@ -23,22 +27,10 @@ local FIVES_PER_HOUR = 12
 -- read beats the buckets for all but busy customers (measured break-even: about 250 events).
 local SMALL = 200
 
-local find, sub = string.find, string.sub
-local function us(x) return string.format('%.0f', x) end
-local function amount_of(member) return tonumber(sub(member, 1, find(member, '|', 1, true) - 1)) end
-local function parse_bucket(value) -- "count sum"
-  local space = find(value, ' ', 1, true)
-  return tonumber(sub(value, 1, space - 1)), tonumber(sub(value, space + 1))
-end
--- Runs a variadic command over a long list in slices: Lua's stack limits unpack().
-local function in_slices(command, key, list)
-  for i = 1, #list, 1000 do
-    redis.call(command, key, unpack(list, i, math.min(i + 999, #list)))
-  end
-end
+local find, sub, format = string.find, string.sub, string.format
 
 -- 1. Retention: everything at or before the horizon goes. O(log n + expired).
-local expired = redis.call('ZRANGEBYSCORE', events, '-inf', us(horizon))
+local expired = redis.call('ZRANGEBYSCORE', events, '-inf', horizon_text)
 if #expired > 0 then
   local fields = {}
   for _, member in ipairs(expired) do
@@ -46,8 +38,11 @@ if #expired > 0 then
     fields[#fields + 1] = 't:' .. expired_id
     fields[#fields + 1] = 'a:' .. expired_id
   end
-  redis.call('ZREMRANGEBYSCORE', events, '-inf', us(horizon))
-  in_slices('HDEL', transactions, fields)
+  redis.call('ZREMRANGEBYSCORE', events, '-inf', horizon_text)
+  -- Variadic commands over long lists go in slices: Lua's stack limits unpack().
+  for i = 1, #fields, 1000 do
+    redis.call('HDEL', transactions, unpack(fields, i, math.min(i + 999, #fields)))
+  end
   -- Buckets go stale as their events expire; they are never read past the horizon, so they are
   -- dropped only once more than 26 h of them have piled up.
   if redis.call('HLEN', buckets) > 26 * (FIVES_PER_HOUR + 1) then
@@ -59,9 +54,14 @@ if #expired > 0 then
         stale[#stale + 1] = field
       end
     end
-    if #stale > 0 then in_slices('HDEL', buckets, stale) end
+    for i = 1, #stale, 1000 do
+      redis.call('HDEL', buckets, unpack(stale, i, math.min(i + 999, #stale)))
+    end
   end
 end
+
+-- The number of retained events, once known.
+local size
 
 -- 2. Idempotency: a known id is a replay, a resumed unit of work, or a conflict.
 local seen = redis.call('HMGET', transactions, 't:' .. id, 'a:' .. id)
@@ -71,97 +71,143 @@ if seen[1] then
   end
   if seen[2] then return {'replayed', seen[2]} end
 else
-  -- 3. Record: the exact event and its five-minute and hour buckets.
-  local amount = tonumber(amount_text)
-  local five, hour = 'f' .. us(math.floor(ts / FIVE)), 'h' .. us(math.floor(ts / HOUR))
-  local current = redis.call('HMGET', buckets, five, hour)
-  local updated = {}
-  for i, field in ipairs({five, hour}) do
-    local count, sum = 0, 0
-    if current[i] then count, sum = parse_bucket(current[i]) end
-    updated[#updated + 1] = field
-    updated[#updated + 1] = string.format('%d %.17g', count + 1, sum + amount)
+  -- 3. Record: the exact event, and its five-minute and hour buckets ("count sum") when the
+  -- customer has them (see below).
+  local five, hour = ARGV[7], ARGV[8]
+  local current = redis.call('HMGET', buckets, five, hour, 'on')
+  redis.call('HSET', transactions, 't:' .. id, fingerprint .. '|' .. ts_text)
+  redis.call('ZADD', events, ts_text, amount_text .. '|' .. id)
+  redis.call('PEXPIRE', events, ttl)
+  redis.call('PEXPIRE', transactions, ttl)
+  if current[3] then
+    local amount = tonumber(amount_text)
+    local updated = {five, '', hour, ''}
+    for i = 1, 2 do
+      local count, sum = 0, 0
+      local value = current[i]
+      if value then
+        local space = find(value, ' ', 1, true)
+        count, sum = tonumber(sub(value, 1, space - 1)), tonumber(sub(value, space + 1))
+      end
+      updated[2 * i] = format('%d %.17g', count + 1, sum + amount)
+    end
+    redis.call('HSET', buckets, unpack(updated))
+    redis.call('PEXPIRE', buckets, ttl)
+  else
+    size = redis.call('ZCARD', events)
   end
-  redis.call('HSET', buckets, unpack(updated))
-  redis.call('HSET', transactions, 't:' .. id, fingerprint .. '|' .. ARGV[3])
-  redis.call('ZADD', events, ts, amount_text .. '|' .. id)
+  if size and size > SMALL then
+    -- Buckets are only kept for busy customers, the only ones who read them: most customers
+    -- never pay for them. The first time a customer has more than SMALL events, they are built
+    -- from every retained event (this one included), replacing any left by an older version,
+    -- and marked `on`; from then on every event updates them, until the key expires.
+    local all = redis.call('ZRANGE', events, 0, -1, 'WITHSCORES')
+    local totals, fields = {}, {}
+    for i = 1, #all, 2 do
+      local at, member = tonumber(all[i + 1]), all[i]
+      local value = tonumber(sub(member, 1, find(member, '|', 1, true) - 1))
+      -- Lua writes a whole number below 1e14 without a fraction, as the caller names buckets.
+      for _, field in ipairs({'f' .. math.floor(at / FIVE), 'h' .. math.floor(at / HOUR)}) do
+        local total = totals[field]
+        if not total then
+          total = {0, 0}
+          totals[field] = total
+          fields[#fields + 1] = field
+        end
+        total[1], total[2] = total[1] + 1, total[2] + value
+      end
+    end
+    local pairs_list = {'on', '1'}
+    for _, field in ipairs(fields) do
+      pairs_list[#pairs_list + 1] = field
+      pairs_list[#pairs_list + 1] = format('%d %.17g', totals[field][1], totals[field][2])
+    end
+    redis.call('DEL', buckets)
+    for i = 1, #pairs_list, 1000 do
+      redis.call('HSET', buckets, unpack(pairs_list, i, math.min(i + 999, #pairs_list)))
+    end
+    redis.call('PEXPIRE', buckets, ttl)
+  end
 end
 
 -- 4. Aggregate. The windows (ts - W, ts] share their end, so they are cut into four disjoint
 -- segments between the points ts - 24h < ts - 12h < ts - 6h < ts - 3h < ts, each clamped at the
 -- retention horizon; a window is the sum of the segments it spans.
-local points = {}
-for i = 1, 4 do points[i] = math.max(ts - tonumber(ARGV[12 - i]), horizon) end
-points[5] = ts
+local points = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), ts}
 local segments = {{0, 0}, {0, 0}, {0, 0}, {0, 0}}
 
-local function add_events(low, high, acc) -- (low, high], exact
-  if low >= high then return end
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', events, '(' .. us(low), us(high))) do
-    acc[1] = acc[1] + 1
-    acc[2] = acc[2] + amount_of(member)
-  end
-end
-local function add_buckets(prefix, first, last, acc) -- [first, last]
-  if first > last then return end
-  local fields = {}
-  -- Lua writes a whole number below 1e14 without a fraction, as us() does when buckets are bumped.
-  for b = first, last do fields[#fields + 1] = prefix .. b end
-  for _, value in ipairs(redis.call('HMGET', buckets, unpack(fields))) do
-    if value then
-      local count, sum = parse_bucket(value)
-      acc[1] = acc[1] + count
-      acc[2] = acc[2] + sum
-    end
-  end
-end
--- (low, high]: exact events in the partial five-minute buckets at both ends, five-minute buckets
--- up to the hour boundaries, hour buckets in between. Bounded by the length, not the population.
-local function add_segment(low, high, acc)
-  if low >= high then return end
-  local first = math.floor(low / FIVE) + 1         -- first bucket starting after low
-  local last = math.floor((high + 1) / FIVE) - 1   -- last bucket ending at or before high
-  if first > last then
-    add_events(low, high, acc)
-    return
-  end
-  add_events(low, first * FIVE - 1, acc)
-  add_events((last + 1) * FIVE - 1, high, acc)
-  local first_hour = math.floor((first + FIVES_PER_HOUR - 1) / FIVES_PER_HOUR)
-  local last_hour = math.floor((last + 1) / FIVES_PER_HOUR) - 1
-  if first_hour > last_hour then
-    add_buckets('f', first, last, acc)
-  else
-    add_buckets('f', first, first_hour * FIVES_PER_HOUR - 1, acc)
-    add_buckets('h', first_hour, last_hour, acc)
-    add_buckets('f', (last_hour + 1) * FIVES_PER_HOUR, last, acc)
-  end
-end
-
-if redis.call('ZCARD', events) <= SMALL then
-  local flat = redis.call('ZRANGEBYSCORE', events, '(' .. us(points[1]), us(ts), 'WITHSCORES')
+if (size or redis.call('ZCARD', events)) <= SMALL then
+  -- Small: one read of the events in the day, each counted in the latest segment it falls in.
+  local flat = redis.call('ZRANGEBYSCORE', events, '(' .. ARGV[9], ts_text, 'WITHSCORES')
   for i = 1, #flat, 2 do
     local at = tonumber(flat[i + 1])
     for k = 4, 1, -1 do
       if at > points[k] then
+        local member = flat[i]
         segments[k][1] = segments[k][1] + 1
-        segments[k][2] = segments[k][2] + amount_of(flat[i])
+        segments[k][2] = segments[k][2] + tonumber(sub(member, 1, find(member, '|', 1, true) - 1))
         break
       end
     end
   end
 else
-  for k = 1, 4 do add_segment(points[k], points[k + 1], segments[k]) end
+  -- Busy: exact events in the partial five-minute buckets at both ends of each segment,
+  -- five-minute buckets up to the hour boundaries, hour buckets in between. Bounded by the
+  -- windows' length, not the customer's population.
+  local function us(x) return format('%.0f', x) end
+  local function add_events(low, high, acc) -- (low, high], exact
+    if low >= high then return end
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', events, '(' .. us(low), us(high))) do
+      acc[1] = acc[1] + 1
+      acc[2] = acc[2] + tonumber(sub(member, 1, find(member, '|', 1, true) - 1))
+    end
+  end
+  local function add_buckets(prefix, first, last, acc) -- [first, last]
+    if first > last then return end
+    local fields = {}
+    -- Lua writes a whole number below 1e14 without a fraction, as the caller names buckets.
+    for b = first, last do fields[#fields + 1] = prefix .. b end
+    for _, value in ipairs(redis.call('HMGET', buckets, unpack(fields))) do
+      if value then
+        local space = find(value, ' ', 1, true)
+        acc[1] = acc[1] + tonumber(sub(value, 1, space - 1))
+        acc[2] = acc[2] + tonumber(sub(value, space + 1))
+      end
+    end
+  end
+  for k = 1, 4 do
+    local low, high, acc = points[k], points[k + 1], segments[k]
+    if low < high then
+      local first = math.floor(low / FIVE) + 1         -- first bucket starting after low
+      local last = math.floor((high + 1) / FIVE) - 1   -- last bucket ending at or before high
+      if first > last then
+        add_events(low, high, acc)
+      else
+        add_events(low, first * FIVE - 1, acc)
+        add_events((last + 1) * FIVE - 1, high, acc)
+        local first_hour = math.floor((first + FIVES_PER_HOUR - 1) / FIVES_PER_HOUR)
+        local last_hour = math.floor((last + 1) / FIVES_PER_HOUR) - 1
+        if first_hour > last_hour then
+          add_buckets('f', first, last, acc)
+        else
+          add_buckets('f', first, first_hour * FIVES_PER_HOUR - 1, acc)
+          add_buckets('h', first_hour, last_hour, acc)
+          add_buckets('f', (last_hour + 1) * FIVES_PER_HOUR, last, acc)
+        end
+      end
+    end
+  end
 end
 
--- Window 3 h is segment 4, 6 h segments 3..4, 12 h 2..4, 24 h 1..4.
-local result = {'recorded'}
+-- Window 3 h is segment 4, 6 h segments 3..4, 12 h 2..4, 24 h 1..4. Counts go back as integers;
+-- sums as text with every digit (Lua would print only 14).
+local result = {'recorded', 0, '', 0, '', 0, '', 0, ''}
 local count, sum = 0, 0
 for k = 4, 1, -1 do
   count = count + segments[k][1]
   sum = sum + segments[k][2]
-  result[#result + 1] = string.format('%d', count)
-  result[#result + 1] = string.format('%.17g', sum)
+  local at = 2 * (5 - k)
+  result[at] = count
+  result[at + 1] = format('%.17g', sum)
 end
-for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
 return result
