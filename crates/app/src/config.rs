@@ -426,16 +426,7 @@ impl Settings {
         };
         let pool_size = match pick(cli.redis_pool_size, file.redis_pool_size) {
             None => 4,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=64).contains(&n) => n,
-                _ => {
-                    return Err(invalid(
-                        REDIS_POOL_SIZE,
-                        &text,
-                        "expected a whole number from 1 to 64",
-                    ));
-                }
-            },
+            Some(text) => whole_number(REDIS_POOL_SIZE, &text, 64)? as usize,
         };
         let command_timeout = match pick(cli.redis_timeout_ms, file.redis_timeout_ms) {
             None => Duration::from_millis(50),
@@ -586,16 +577,7 @@ impl Settings {
         };
         let burst = match pick(cli.rate_limit_burst, file.rate_limit_burst) {
             None => None,
-            Some(text) => match text.parse::<u32>() {
-                Ok(n) if (1..=1_000_000).contains(&n) => Some(n),
-                _ => {
-                    return Err(invalid(
-                        RATE_LIMIT_BURST,
-                        &text,
-                        "expected a whole number from 1 to 1000000",
-                    ));
-                }
-            },
+            Some(text) => Some(whole_number(RATE_LIMIT_BURST, &text, 1_000_000)?),
         };
         let rate_limit = (rate > 0.0).then(|| RateLimit {
             per_second: rate,
@@ -604,16 +586,7 @@ impl Settings {
         });
         let max_in_flight = match pick(cli.max_in_flight, file.max_in_flight) {
             None => 512,
-            Some(text) => match text.parse::<usize>() {
-                Ok(n) if (1..=1_000_000).contains(&n) => n,
-                _ => {
-                    return Err(invalid(
-                        MAX_IN_FLIGHT,
-                        &text,
-                        "expected a whole number from 1 to 1000000",
-                    ));
-                }
-            },
+            Some(text) => whole_number(MAX_IN_FLIGHT, &text, 1_000_000)? as usize,
         };
         let request_timeout = match pick(cli.request_timeout_ms, file.request_timeout_ms) {
             None => Duration::from_secs(5),
@@ -677,6 +650,18 @@ fn read_api_keys(file: Option<String>, list: Option<&str>) -> Result<ApiKeys, Co
         })?,
     };
     Ok(from_file.merge(from_env))
+}
+
+/// A whole number from 1 to `max`.
+fn whole_number(setting: Setting, text: &str, max: u32) -> Result<u32, ConfigError> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            setting,
+            text,
+            &format!("expected a whole number from 1 to {max}"),
+        )),
+    }
 }
 
 /// Whole milliseconds from 1 to 10 000.
