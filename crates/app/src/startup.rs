@@ -39,6 +39,15 @@ const WORKER_CONNECT_WAIT: Duration = Duration::from_secs(1);
 /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
+/// Where each HTTP worker gets its scoring use case.
+#[derive(Clone)]
+enum WorkersStore {
+    /// One use case over the embedded store, shared.
+    Shared(web::Data<Scoring>),
+    /// A use case per worker, over Redis connections of its own.
+    OwnRedis(RedisSettings),
+}
+
 /// The service, bound to its address and ready to run.
 pub struct Application {
     address: SocketAddr,
@@ -54,10 +63,42 @@ impl Application {
     /// Builds the adapters and binds the listener. Binding here, before running, lets callers
     /// (tests) ask for port 0 and read the real port from [`Application::port`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-        let (store, memory, redis): (Arc<dyn TransactionStore>, _, _) = match &settings.store {
+        antifraud_model::install_crypto_provider();
+        let model = Arc::new(ReloadableModel::load(
+            &settings.model,
+            settings.policy.model_timeout(),
+        )?);
+        let serving = model.identity();
+        let metrics = Arc::new(Metrics::new());
+        let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
+            inner: model.clone(),
+            metrics: Arc::clone(&metrics),
+        });
+        let policy = settings.policy;
+        let system = match settings.store {
+            StoreSettings::Embedded => "memory",
+            StoreSettings::Redis(_) => "redis",
+        };
+        let scoring_over = {
+            let (metrics, metered) = (Arc::clone(&metrics), Arc::clone(&metered));
+            Arc::new(move |store: Arc<dyn TransactionStore>| -> Scoring {
+                let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
+                    inner: store,
+                    system,
+                    metrics: Arc::clone(&metrics),
+                });
+                ScoringService::new(store, Arc::clone(&metered), SystemClock, policy)
+            })
+        };
+        // The embedded store is one, shared by every worker. With Redis, each worker thread gets
+        // connections of its own, created on (and driven by) its own runtime: a command and its
+        // reply never cross threads. Through one shared pool, every command woke the thread that
+        // owned the connection and the reply woke the worker back (see docs/benchmarks.md).
+        let (workers_store, memory, redis) = match &settings.store {
             StoreSettings::Embedded => {
                 let memory = Arc::new(MemoryStore::new());
-                (memory.clone(), Some(memory), None)
+                let scoring = web::Data::new(scoring_over(memory.clone()));
+                (WorkersStore::Shared(scoring), Some(memory), None)
             }
             StoreSettings::Redis(redis_settings) => {
                 // One connection to check the settings, wait for Redis and load the scripts at
@@ -75,41 +116,12 @@ impl Application {
                 if let Err(error) = redis.wait_for_connect(REDIS_CONNECT_WAIT).await {
                     tracing::warn!(%error, "Redis is not reachable yet; the pool keeps trying");
                 }
-                (redis.clone(), None, Some(redis))
+                (
+                    WorkersStore::OwnRedis(redis_settings.clone()),
+                    None,
+                    Some(redis),
+                )
             }
-        };
-        antifraud_model::install_crypto_provider();
-        let model = Arc::new(ReloadableModel::load(
-            &settings.model,
-            settings.policy.model_timeout(),
-        )?);
-        let serving = model.identity();
-        let metrics = Arc::new(Metrics::new());
-        let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
-            inner: model.clone(),
-            metrics: Arc::clone(&metrics),
-        });
-        let policy = settings.policy;
-        let system = if memory.is_some() { "memory" } else { "redis" };
-        let scoring_over = {
-            let (metrics, metered) = (Arc::clone(&metrics), Arc::clone(&metered));
-            Arc::new(move |store: Arc<dyn TransactionStore>| -> Scoring {
-                let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
-                    inner: store,
-                    system,
-                    metrics: Arc::clone(&metrics),
-                });
-                ScoringService::new(store, Arc::clone(&metered), SystemClock, policy)
-            })
-        };
-        let scoring = web::Data::new(scoring_over(store));
-        // With Redis, each worker thread gets connections of its own, created on (and driven by)
-        // its own runtime: a command and its reply never cross threads. Through one shared pool,
-        // every command woke the thread that owned the connection and the reply woke the worker
-        // back (see docs/benchmarks.md for what that cost).
-        let per_worker_redis = match &settings.store {
-            StoreSettings::Redis(redis_settings) => Some(redis_settings.clone()),
-            StoreSettings::Embedded => None,
         };
         let metrics = web::Data::from(metrics);
         let openapi = web::Data::new(OpenApiJson(
@@ -138,11 +150,11 @@ impl Application {
         let address = listener.local_addr()?;
         let api_metrics = metrics.clone();
         let server = HttpServer::new(move || {
-            let app = match &per_worker_redis {
-                None => App::new().app_data(scoring.clone()),
+            let app = match &workers_store {
+                WorkersStore::Shared(scoring) => App::new().app_data(scoring.clone()),
                 // Built as the worker starts, on its thread; it takes requests once connected
                 // (or once the wait is over: the pool keeps trying, as at start-up).
-                Some(redis_settings) => {
+                WorkersStore::OwnRedis(redis_settings) => {
                     let (redis_settings, scoring_over) =
                         (redis_settings.clone(), Arc::clone(&scoring_over));
                     App::new().data_factory(move || {
