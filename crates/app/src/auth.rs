@@ -74,13 +74,14 @@ impl ApiKeys {
         Ok(ApiKeys { hashes })
     }
 
-    /// Reads keys from a key file's text: one key per line; blank lines and lines starting with
-    /// `#` are skipped; spaces around a key are trimmed.
+    /// Reads keys from a key file's text: one key per line; `#` starts a comment, on a line of
+    /// its own or after a key (a key cannot contain `#`); blank lines are skipped; spaces around
+    /// a key are trimmed.
     pub fn parse_file(text: &str) -> Result<ApiKeys, KeyError> {
         ApiKeys::new(
             text.lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty() && !line.starts_with('#')),
+                .map(|line| line.split('#').next().unwrap_or_default().trim())
+                .filter(|key| !key.is_empty()),
         )
     }
 
@@ -166,7 +167,7 @@ mod tests {
     #[test]
     fn a_key_file_skips_comments_and_blank_lines() {
         let keys = ApiKeys::parse_file(
-            "# payments team\n  team-a-key-123  \n\n# retired: old-key\nteam-b-key-456\nteam-a-key-123\n",
+            "# payments team\n  team-a-key-123  \n\n# retired: old-key\nteam-b-key-456 # since 2026-11\nteam-a-key-123\n",
         )
         .expect("valid file");
         assert_eq!(keys.len(), 2, "the duplicate counts once");

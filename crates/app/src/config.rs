@@ -94,7 +94,7 @@ pub struct Cli {
     #[arg(long, env = "ANTIFRAUD_FRAUD_THRESHOLD", value_name = "SCORE")]
     pub fraud_threshold: Option<String>,
 
-    /// File of API keys, one per line (`#` starts a comment line). Callers send
+    /// File of API keys, one per line (`#` starts a comment). Callers send
     /// `Authorization: Bearer <key>`. Keys can also come from ANTIFRAUD_API_KEYS (comma-separated;
     /// never a flag, so that they do not show in process lists). Without keys the service only
     /// listens on loopback.
