@@ -123,7 +123,7 @@ impl Metrics {
             refusals: counter(
                 "antifraud_requests_refused_total",
                 "Requests refused before scoring, by reason: unauthorized, rate_limited, \
-                 overloaded (load shed), request_timeout (a client too slow to send).",
+                 overloaded (load shed), request_timeout (a body that did not arrive in time).",
                 &["reason"],
             ),
             degraded: IntCounter::new(

@@ -73,14 +73,7 @@ pub(crate) async fn score_transaction(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     require_json(&request)?;
-    let body = read_body(&request, payload, &intake)
-        .await
-        .inspect_err(|error| {
-            if matches!(error, ApiError::Http { status, .. } if *status == StatusCode::REQUEST_TIMEOUT)
-            {
-                metrics.refused(Refusal::RequestTimeout);
-            }
-        })?;
+    let body = read_body(&request, payload, &intake, &metrics).await?;
     let transaction = parse_body(&body).inspect_err(|_| metrics.malformed())?;
     // Shed here, after the body is in: a slow client must not hold one of the places.
     let Some(_in_flight) = intake.in_flight.try_enter() else {
@@ -116,6 +109,7 @@ async fn read_body(
     request: &HttpRequest,
     payload: web::Payload,
     intake: &Intake,
+    metrics: &Metrics,
 ) -> Result<web::Bytes, ApiError> {
     let too_large = || ApiError::Http {
         status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -133,13 +127,16 @@ async fn read_body(
     }
     let read = payload.to_bytes_limited(intake.max_body_bytes);
     match tokio::time::timeout(intake.body_timeout, read).await {
-        Err(_) => Err(ApiError::Http {
-            status: StatusCode::REQUEST_TIMEOUT,
-            detail: format!(
-                "the body did not arrive within {} ms; nothing was recorded",
-                intake.body_timeout.as_millis()
-            ),
-        }),
+        Err(_) => {
+            metrics.refused(Refusal::RequestTimeout);
+            Err(ApiError::Http {
+                status: StatusCode::REQUEST_TIMEOUT,
+                detail: format!(
+                    "the body did not arrive within {} ms; nothing was recorded",
+                    intake.body_timeout.as_millis()
+                ),
+            })
+        }
         Ok(Err(_)) => Err(too_large()),
         Ok(Ok(Err(error))) => Err(ApiError::Http {
             status: StatusCode::BAD_REQUEST,

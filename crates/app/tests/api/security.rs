@@ -9,7 +9,7 @@ use antifraud_app::config::Cli;
 use serde_json::Value;
 
 use crate::fake_model::{Behaviour, FakeModelServer};
-use crate::helpers::{TestApp, count_24h, problem, spawn_app_with, transaction};
+use crate::helpers::{TestApp, count_24h, problem, sample, spawn_app_with, transaction};
 
 const KEY_A: &str = "team-a-0123456789abcdef";
 const KEY_B: &str = "team-b-fedcba9876543210";
@@ -263,9 +263,17 @@ async fn clients_too_slow_to_send_get_408_and_hold_nothing() {
         "cut off at the deadline: {took:?}"
     );
 
-    // Nothing of the slow transaction was recorded.
+    // Nothing of the slow transaction was recorded; the late body is counted.
     let after = app.score_ok(&tx("slow", "t2")).await;
     assert_eq!(count_24h(&after), 1);
+    assert_eq!(
+        sample(
+            &app,
+            r#"antifraud_requests_refused_total{reason="request_timeout"}"#
+        )
+        .await,
+        1.0
+    );
 }
 
 #[tokio::test]
