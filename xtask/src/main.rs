@@ -155,11 +155,7 @@ pub(crate) fn ensure_cargo_tool(
     package: &str,
     version: &str,
 ) -> anyhow::Result<()> {
-    let present = Command::new(cargo_path())
-        .args([subcommand, "--version"])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if present {
+    if has_cargo_tool(subcommand) {
         return Ok(());
     }
     println!("xtask: installing {package} {version} (once per machine)");
@@ -339,7 +335,7 @@ fn ensure_mlserver() -> anyhow::Result<PathBuf> {
 
 /// Runs tests with nextest when it is installed, else with `cargo test`.
 fn run_tests(args: &[&str], env: Option<(&str, &str)>) -> anyhow::Result<()> {
-    let mut full = if has_nextest() {
+    let mut full = if has_cargo_tool("nextest") {
         vec!["nextest", "run", "--locked", "--no-fail-fast"]
     } else {
         vec!["test", "--locked", "--no-fail-fast"]
@@ -396,9 +392,10 @@ pub(crate) fn ensure_redis() -> anyhow::Result<()> {
     ensure_debian_package("redis-server", &["redis-server", "redis-cli"])
 }
 
-fn has_nextest() -> bool {
+/// Whether `cargo <subcommand>` is installed.
+fn has_cargo_tool(subcommand: &str) -> bool {
     Command::new(cargo_path())
-        .args(["nextest", "--version"])
+        .args([subcommand, "--version"])
         .output()
         .is_ok_and(|output| output.status.success())
 }

@@ -612,16 +612,25 @@ impl Settings {
 /// A secret kept in a file: its first line, without surrounding spaces. Errors name the file,
 /// never its content.
 fn read_secret(setting: Setting, path: &str) -> Result<String, ConfigError> {
-    let error = |reason: &str| ConfigError::Secret {
-        source_name: format!("{setting} {path}"),
-        reason: reason.to_owned(),
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| error(&e.to_string()))?;
+    let text = read_secret_file(setting, path)?;
     let secret = text.lines().next().unwrap_or_default().trim();
     if secret.is_empty() {
-        return Err(error("the file is empty"));
+        return Err(secret_error(setting, path, "the file is empty"));
     }
     Ok(secret.to_owned())
+}
+
+/// The whole text of a file holding secrets.
+fn read_secret_file(setting: Setting, path: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| secret_error(setting, path, e.to_string()))
+}
+
+/// A secret file is unusable: the error names the setting and the file, never the content.
+fn secret_error(setting: Setting, path: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Secret {
+        source_name: format!("{setting} {path}"),
+        reason: reason.into(),
+    }
 }
 
 /// The keys of the key file and of `ANTIFRAUD_API_KEYS`, together. A key file without any key is
@@ -630,14 +639,11 @@ fn read_api_keys(file: Option<String>, list: Option<&str>) -> Result<ApiKeys, Co
     let from_file = match file {
         None => ApiKeys::default(),
         Some(path) => {
-            let error = |reason: String| ConfigError::Secret {
-                source_name: format!("{API_KEYS_FILE} {path}"),
-                reason,
-            };
-            let text = std::fs::read_to_string(&path).map_err(|e| error(e.to_string()))?;
-            let keys = ApiKeys::parse_file(&text).map_err(|e| error(e.to_string()))?;
+            let text = read_secret_file(API_KEYS_FILE, &path)?;
+            let keys = ApiKeys::parse_file(&text)
+                .map_err(|e| secret_error(API_KEYS_FILE, &path, e.to_string()))?;
             if keys.is_empty() {
-                return Err(error("the file has no keys".to_owned()));
+                return Err(secret_error(API_KEYS_FILE, &path, "the file has no keys"));
             }
             keys
         }
