@@ -1,5 +1,5 @@
-//! Who gets in: the API key check and the per-key rate limit, in front of every route but the
-//! health probes and the OpenAPI document.
+//! Who gets in: the API key check, in front of every route but the open ones, and the per-key
+//! rate limit, in front of the API. `routes::configure` mounts them on their scopes.
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::{HttpMessage, ResponseError, web};
 
 use crate::auth::{ApiKeys, Caller};
 use crate::limits::{RateLimit, RateLimiter};
@@ -49,52 +49,70 @@ impl Admission {
             .ok_or(ApiError::Unauthorized { presented: true })
     }
 
-    fn check(&self, request: &ServiceRequest) -> Result<(), ApiError> {
-        let caller = self.authenticate(request)?;
-        if let Some(rate) = &self.rate
-            && request.path().starts_with("/api/")
-            && let Err(wait) = rate.acquire(caller.index, Instant::now())
-        {
-            tracing::warn!(
-                api_key.id = caller.key.map(|id| id.to_string()),
-                "rate limit reached"
-            );
-            return Err(ApiError::RateLimited { retry_after: wait });
+    /// The caller's turn under its key's rate limit.
+    fn within_rate(&self, caller: Caller) -> Result<(), ApiError> {
+        match &self.rate {
+            Some(rate) => {
+                rate.acquire(caller.index, Instant::now())
+                    .map_err(|wait| ApiError::RateLimited {
+                        retry_after: wait,
+                        key: caller.key,
+                    })
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
-/// Routes anyone may call: probes for orchestrators and load balancers, and the API's
-/// description (it holds nothing secret).
-fn is_open(path: &str) -> bool {
-    matches!(
-        path,
-        "/health" | "/health/live" | "/health/ready" | "/api-docs/openapi.json"
-    )
-}
-
-/// The middleware: refuses before the body is read, so a refused request costs next to nothing.
-pub(crate) async fn admit(
+/// Middleware on every route but the open ones (the routing table in `routes` says which):
+/// refuses a request without a valid key before its body is read, so a refused request costs
+/// next to nothing. The caller is left in the request's extensions for [`rate_limit`].
+pub(crate) async fn authenticate(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match request.app_data::<web::Data<Admission>>() {
-        Some(admission) if !is_open(request.path()) => admission.check(&request),
+        Some(admission) => admission.authenticate(&request),
+        None => Ok(Caller {
+            index: 0,
+            key: None,
+        }),
+    };
+    match verdict {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            Ok(next.call(request).await?.map_into_left_body())
+        }
+        Err(error) => Ok(refuse(request, error, Refusal::Unauthorized)),
+    }
+}
+
+/// Middleware on the API's scope, inside [`authenticate`]: the caller's key spends a token.
+pub(crate) async fn rate_limit(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let caller = request.extensions().get::<Caller>().copied();
+    let verdict = match (request.app_data::<web::Data<Admission>>(), caller) {
+        (Some(admission), Some(caller)) => admission.within_rate(caller),
         _ => Ok(()),
     };
     match verdict {
         Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
-        Err(error) => {
-            if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
-                metrics.refused(match error {
-                    ApiError::RateLimited { .. } => Refusal::RateLimited,
-                    _ => Refusal::Unauthorized,
-                });
-            }
-            Ok(request
-                .into_response(error.error_response())
-                .map_into_right_body())
-        }
+        Err(error) => Ok(refuse(request, error, Refusal::RateLimited)),
     }
+}
+
+/// The refusal, counted.
+fn refuse<B>(
+    request: ServiceRequest,
+    error: ApiError,
+    reason: Refusal,
+) -> ServiceResponse<EitherBody<B>> {
+    if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
+        metrics.refused(reason);
+    }
+    request
+        .into_response(error.error_response())
+        .map_into_right_body()
 }

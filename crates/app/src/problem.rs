@@ -6,6 +6,7 @@ use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpResponse, ResponseError};
 use antifraud_domain::{ScoreError, StoreError, ValidationError};
 use serde::Serialize;
+use tracing::Level;
 use utoipa::ToSchema;
 
 /// An RFC 9457 problem details body.
@@ -77,12 +78,12 @@ pub(crate) enum ApiError {
     /// The ids were already used with a different payload.
     #[error("transaction ids already used with a different payload")]
     Conflict,
-    /// The store cannot be reached or is too slow.
+    /// The store cannot be reached or is too slow; the cause is logged, never answered.
     #[error("store unavailable")]
-    StoreUnavailable,
-    /// A fault inside the service.
-    #[error("internal error")]
-    Internal,
+    StoreUnavailable(#[source] StoreError),
+    /// The store failed; the cause is logged, never answered.
+    #[error("store failed")]
+    Internal(#[source] StoreError),
     /// No API key, or one the service does not know.
     #[error("unauthorized")]
     Unauthorized {
@@ -90,8 +91,15 @@ pub(crate) enum ApiError {
         presented: bool,
     },
     /// The caller's key used up its rate limit.
-    #[error("rate limited")]
-    RateLimited { retry_after: std::time::Duration },
+    #[error(
+        "rate limit reached by API key {}",
+        .key.map_or_else(|| "(none: no keys configured)".to_owned(), |id| id.to_string())
+    )]
+    RateLimited {
+        retry_after: std::time::Duration,
+        /// Whose limit, for the log.
+        key: Option<crate::auth::KeyId>,
+    },
     /// Too many scorings in flight: answering now beats queueing past the budget.
     #[error("overloaded")]
     Overloaded,
@@ -108,71 +116,116 @@ impl From<ScoreError> for ApiError {
         match error {
             ScoreError::Invalid(e) => ApiError::Invalid(e),
             ScoreError::Conflict => ApiError::Conflict,
-            ScoreError::Store(e @ StoreError::Unavailable(_)) => {
-                tracing::warn!(error = %e, "store unavailable, answering 503");
-                ApiError::StoreUnavailable
-            }
-            ScoreError::Store(e) => {
-                tracing::error!(error = %e, "store failed, answering 500");
-                ApiError::Internal
-            }
+            ScoreError::Store(e @ StoreError::Unavailable(_)) => ApiError::StoreUnavailable(e),
+            ScoreError::Store(e) => ApiError::Internal(e),
         }
     }
 }
 
+/// What every answer of one kind shares: its row in the table of [`ApiError::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kind {
+    /// The HTTP status.
+    pub(crate) status: StatusCode,
+    /// The problem `type`: a stable URN.
+    pub(crate) uri: &'static str,
+    /// The problem `title`.
+    pub(crate) title: &'static str,
+    /// The level the answer is logged at, once, as it is sent: client errors at `DEBUG` (the
+    /// metrics count them), what operators must see at `WARN` and `ERROR`.
+    pub(crate) level: Level,
+}
+
 impl ApiError {
-    pub(crate) fn problem(&self) -> Problem {
-        let (kind, title) = match self {
+    /// The table: one row per kind of answer.
+    pub(crate) fn kind(&self) -> Kind {
+        use StatusCode as S;
+        let (status, uri, title, level) = match self {
             ApiError::MalformedBody { .. } => (
+                S::BAD_REQUEST,
                 "urn:antifraud:problem:malformed-body",
                 "The body is not valid JSON for this endpoint",
+                Level::DEBUG,
             ),
             ApiError::Invalid(_) => (
+                S::UNPROCESSABLE_ENTITY,
                 "urn:antifraud:problem:invalid-transaction",
                 "The transaction is invalid",
+                Level::DEBUG,
             ),
             ApiError::Conflict => (
+                S::CONFLICT,
                 "urn:antifraud:problem:idempotency-conflict",
                 "Transaction ids reused with a different payload",
+                Level::DEBUG,
             ),
-            ApiError::StoreUnavailable => (
+            ApiError::StoreUnavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
                 "urn:antifraud:problem:store-unavailable",
                 "The transaction store is unavailable",
+                Level::WARN,
             ),
-            ApiError::Internal => ("urn:antifraud:problem:internal", "Internal error"),
+            ApiError::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "urn:antifraud:problem:internal",
+                "Internal error",
+                Level::ERROR,
+            ),
             ApiError::Unauthorized { .. } => (
+                S::UNAUTHORIZED,
                 "urn:antifraud:problem:unauthorized",
                 "A valid API key is required",
+                Level::DEBUG,
             ),
             ApiError::RateLimited { .. } => (
+                S::TOO_MANY_REQUESTS,
                 "urn:antifraud:problem:rate-limited",
                 "Too many requests for this API key",
+                Level::WARN,
             ),
             ApiError::Overloaded => (
+                S::SERVICE_UNAVAILABLE,
                 "urn:antifraud:problem:overloaded",
                 "The service is at capacity",
+                Level::WARN,
             ),
             ApiError::MethodNotAllowed { .. } => (
+                S::METHOD_NOT_ALLOWED,
                 "urn:antifraud:problem:method-not-allowed",
                 "Method not allowed",
+                Level::DEBUG,
             ),
-            ApiError::Http { status, .. } => match *status {
-                StatusCode::PAYLOAD_TOO_LARGE => (
-                    "urn:antifraud:problem:payload-too-large",
-                    "The body is too large",
-                ),
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                    "urn:antifraud:problem:unsupported-media-type",
-                    "The body must be JSON",
-                ),
-                StatusCode::NOT_FOUND => ("urn:antifraud:problem:not-found", "No such resource"),
-                StatusCode::REQUEST_TIMEOUT => (
-                    "urn:antifraud:problem:request-timeout",
-                    "The request was not received in time",
-                ),
-                _ => ("urn:antifraud:problem:bad-request", "Bad request"),
-            },
+            ApiError::Http { status, .. } => {
+                let (uri, title) = match *status {
+                    S::PAYLOAD_TOO_LARGE => (
+                        "urn:antifraud:problem:payload-too-large",
+                        "The body is too large",
+                    ),
+                    S::UNSUPPORTED_MEDIA_TYPE => (
+                        "urn:antifraud:problem:unsupported-media-type",
+                        "The body must be JSON",
+                    ),
+                    S::NOT_FOUND => ("urn:antifraud:problem:not-found", "No such resource"),
+                    S::REQUEST_TIMEOUT => (
+                        "urn:antifraud:problem:request-timeout",
+                        "The request was not received in time",
+                    ),
+                    _ => ("urn:antifraud:problem:bad-request", "Bad request"),
+                };
+                (*status, uri, title, Level::DEBUG)
+            }
         };
+        Kind {
+            status,
+            uri,
+            title,
+            level,
+        }
+    }
+
+    /// The problem details body.
+    pub(crate) fn problem(&self) -> Problem {
+        let kind = self.kind();
         let (detail, errors) = match self {
             ApiError::MalformedBody { field, detail } => (
                 format!("{detail}; nothing was recorded"),
@@ -197,11 +250,11 @@ impl ApiError {
                     .to_owned(),
                 vec![],
             ),
-            ApiError::StoreUnavailable => (
+            ApiError::StoreUnavailable(_) => (
                 "the transaction was not scored; retrying with the same ids is safe".to_owned(),
                 vec![],
             ),
-            ApiError::Internal => ("see the service's logs".to_owned(), vec![]),
+            ApiError::Internal(_) => ("see the service's logs".to_owned(), vec![]),
             ApiError::Unauthorized { presented: false } => (
                 "send the API key as `Authorization: Bearer <key>`".to_owned(),
                 vec![],
@@ -211,7 +264,7 @@ impl ApiError {
                     .to_owned(),
                 vec![],
             ),
-            ApiError::RateLimited { retry_after } => (
+            ApiError::RateLimited { retry_after, .. } => (
                 format!(
                     "nothing was recorded; retry after {} s",
                     retry_after_seconds(*retry_after)
@@ -229,46 +282,49 @@ impl ApiError {
             }
         };
         Problem {
-            kind,
-            title,
-            status: self.status_code().as_u16(),
+            kind: kind.uri,
+            title: kind.title,
+            status: kind.status.as_u16(),
             detail,
             errors,
+        }
+    }
+
+    /// Logs the answer at its kind's level, with the cause when there is one. Called once per
+    /// answer, by [`ResponseError::error_response`], where every failure ends.
+    fn log(&self, kind: Kind) {
+        let cause = std::error::Error::source(self).map(tracing::field::display);
+        let message = format_args!("{self}, answering {}", kind.status.as_u16());
+        match kind.level {
+            Level::ERROR => tracing::error!(problem.type = kind.uri, error = cause, "{message}"),
+            Level::WARN => tracing::warn!(problem.type = kind.uri, error = cause, "{message}"),
+            _ => tracing::debug!(problem.type = kind.uri, error = cause, "{message}"),
         }
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::MalformedBody { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Conflict => StatusCode::CONFLICT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Http { status, .. } => *status,
-        }
+        self.kind().status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
+        let kind = self.kind();
+        self.log(kind);
+        let mut response = HttpResponse::build(kind.status);
         response.insert_header(ContentType(
             "application/problem+json"
                 .parse()
                 .expect("a constant, valid media type"),
         ));
         match self {
-            ApiError::StoreUnavailable | ApiError::Overloaded => {
+            ApiError::StoreUnavailable(_) | ApiError::Overloaded => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::MethodNotAllowed { allow, .. } => {
                 response.insert_header((header::ALLOW, *allow));
             }
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_seconds(*retry_after)));
             }
             // RFC 6750 §3: the scheme, and `invalid_token` when a key was sent but is wrong.

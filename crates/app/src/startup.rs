@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 
-use crate::admission::{Admission, admit};
+use crate::admission::Admission;
 use crate::config::{Settings, StoreSettings};
 use crate::limits::InFlightLimit;
 use crate::metered::{MeteredModel, MeteredStore};
@@ -172,9 +172,8 @@ impl Application {
                 }
             };
             app
-                // Innermost first: admission runs inside the metrics and the request's span, so
-                // refused requests are counted and traced too.
-                .wrap(middleware::from_fn(admit))
+                // Admission is mounted by the routing table, inside these: refused requests are
+                // counted and traced too.
                 .wrap(middleware::from_fn(track_http))
                 // The request's span: W3C `traceparent` from the caller becomes its parent.
                 .wrap(TracingLogger::default())
@@ -182,13 +181,7 @@ impl Application {
                 .app_data(openapi.clone())
                 .app_data(admission.clone())
                 .app_data(intake.clone())
-                .configure(routes::configure)
-                .configure(|cfg| {
-                    if metrics_here {
-                        cfg.route("/metrics", web::get().to(metrics_endpoint));
-                    }
-                })
-                .default_service(web::to(routes::not_found))
+                .configure(|cfg| routes::configure(cfg, metrics_here))
         })
         // Slow clients: the head must arrive within the request timeout (the body has its own
         // deadline in the handler), idle connections close after the keep-alive.
@@ -213,7 +206,10 @@ impl Application {
                 let server = HttpServer::new(move || {
                     App::new()
                         .app_data(metrics.clone())
-                        .route("/metrics", web::get().to(metrics_endpoint))
+                        .service(routes::get_only(
+                            "/metrics",
+                            web::get().to(metrics_endpoint),
+                        ))
                         .default_service(web::to(routes::not_found))
                 })
                 .workers(1)

@@ -4,11 +4,13 @@ mod api_docs;
 mod health;
 mod transactions;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, middleware, web};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::admission;
 use crate::dto::{ScoreResponse, TransactionRequest};
+use crate::metrics::metrics_endpoint;
 use crate::problem::{ApiError, FieldProblem, Problem};
 pub(crate) use api_docs::OpenApiJson;
 pub(crate) use transactions::{Intake, Scoring, parse_body};
@@ -54,16 +56,11 @@ impl Modify for ApiKeyScheme {
     }
 }
 
-/// Mounts every route. Shared by the server and nothing else, so there is one routing table.
+/// The routing table: every path, and who may call it. Shared by the server and nothing else.
 /// Any other method on a known path gets 405 with `Allow`.
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/v1/transactions")
-            .route(web::post().to(transactions::score_transaction))
-            .default_service(web::to(|request: HttpRequest| {
-                method_not_allowed(request, "POST")
-            })),
-    );
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
+    // Open to anyone: probes for orchestrators and load balancers, and the API's description
+    // (it holds nothing secret).
     for (path, handler) in [
         ("/health/live", web::get().to(health::live)),
         ("/health/ready", web::get().to(health::ready)),
@@ -73,10 +70,41 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(api_docs::openapi_json),
         ),
     ] {
-        cfg.service(web::resource(path).route(handler).default_service(web::to(
-            |request: HttpRequest| method_not_allowed(request, "GET"),
-        )));
+        cfg.service(get_only(path, handler));
     }
+    // Everything else, unknown paths included, needs a key when keys are configured; the API
+    // also spends the key's rate limit.
+    cfg.service(
+        web::scope("")
+            .wrap(middleware::from_fn(admission::authenticate))
+            .service(
+                web::scope("/api")
+                    .wrap(middleware::from_fn(admission::rate_limit))
+                    .service(
+                        web::resource("/v1/transactions")
+                            .route(web::post().to(transactions::score_transaction))
+                            .default_service(web::to(|request: HttpRequest| {
+                                method_not_allowed(request, "POST")
+                            })),
+                    )
+                    .default_service(web::to(not_found)),
+            )
+            .configure(|cfg| {
+                if metrics_here {
+                    cfg.service(get_only("/metrics", web::get().to(metrics_endpoint)));
+                }
+            })
+            .default_service(web::to(not_found)),
+    );
+}
+
+/// A resource that answers `GET` with `handler`, and 405 to any other method.
+pub(crate) fn get_only(path: &str, handler: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(handler)
+        .default_service(web::to(|request: HttpRequest| {
+            method_not_allowed(request, "GET")
+        }))
 }
 
 /// Answers any unknown path.

@@ -1,6 +1,6 @@
 //! Spawning an isolated server per test, and building requests.
 
-use antifraud_app::config::Cli;
+use antifraud_app::config::Inputs;
 use antifraud_app::{Application, Settings};
 use antifraud_testkit::RedisServer;
 use serde_json::{Value, json};
@@ -33,23 +33,23 @@ pub(crate) fn http_client() -> reqwest::Client {
 
 /// Starts the service with default settings on a free port.
 pub(crate) async fn spawn_app() -> TestApp {
-    spawn_app_with(Cli::default()).await
+    spawn_app_with(Inputs::default()).await
 }
 
 /// Starts the service with these settings (the listen address is always a free loopback port).
 /// The environment is not read, so tests are isolated from it.
-pub(crate) async fn spawn_app_with(cli: Cli) -> TestApp {
+pub(crate) async fn spawn_app_with(cli: Inputs) -> TestApp {
     let redis = (redis_requested() && cli.redis_url.is_none()).then(RedisServer::start);
     let redis_url = cli
         .redis_url
         .clone()
         .or(redis.as_ref().map(RedisServer::url));
-    spawn_app_on(Cli { redis_url, ..cli }, redis).await
+    spawn_app_on(Inputs { redis_url, ..cli }, redis).await
 }
 
 /// Starts the service with exactly these settings, keeping `redis` (if any) alive with it.
-pub(crate) async fn spawn_app_on(cli: Cli, redis: Option<RedisServer>) -> TestApp {
-    let settings = Settings::from_cli(Cli {
+pub(crate) async fn spawn_app_on(cli: Inputs, redis: Option<RedisServer>) -> TestApp {
+    let settings = Settings::from_inputs(Inputs {
         listen: Some("127.0.0.1:0".into()),
         ..cli
     })

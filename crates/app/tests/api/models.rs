@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use antifraud_app::config::Cli;
+use antifraud_app::config::Inputs;
 use serde_json::{Value, json};
 
 use crate::fake_model::{Behaviour, FakeModelServer, probabilities};
@@ -30,9 +30,9 @@ async fn score_one(app: &TestApp, id: &str) -> Value {
 
 #[tokio::test]
 async fn an_onnx_file_named_by_the_setting_scores() {
-    let app = spawn_app_with(Cli {
+    let app = spawn_app_with(Inputs {
         model: Some(format!("onnx:{}", fixture("xgboost").display())),
-        ..Cli::default()
+        ..Inputs::default()
     })
     .await;
     let body = score_one(&app, "tx-1").await;
@@ -143,10 +143,10 @@ where
 }
 
 async fn spawn_with_remote(server: &FakeModelServer, timeout_ms: u64) -> TestApp {
-    spawn_app_with(Cli {
+    spawn_app_with(Inputs {
         model: Some(server.url.clone()),
         model_timeout_ms: Some(timeout_ms.to_string()),
-        ..Cli::default()
+        ..Inputs::default()
     })
     .await
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use antifraud_app::config::Cli;
+use antifraud_app::config::Inputs;
 use antifraud_testkit::RedisServer;
 use serde_json::Value;
 use time::Duration;
@@ -17,11 +17,11 @@ const NO_HANG: StdDuration = StdDuration::from_secs(2);
 
 async fn app_on_redis(server: RedisServer, policy: &str) -> TestApp {
     spawn_app_on(
-        Cli {
+        Inputs {
             redis_url: Some(server.url()),
             redis_timeout_ms: Some("100".into()),
             store_failure_policy: Some(policy.into()),
-            ..Cli::default()
+            ..Inputs::default()
         },
         Some(server),
     )
@@ -164,10 +164,10 @@ async fn scripts_flushed_mid_run_are_loaded_again() {
     // The reload is under test, not timing: a command timeout a loaded machine cannot miss.
     let server = RedisServer::start();
     let mut app = spawn_app_on(
-        Cli {
+        Inputs {
             redis_url: Some(server.url()),
             redis_timeout_ms: Some("5000".into()),
-            ..Cli::default()
+            ..Inputs::default()
         },
         Some(server),
     )
@@ -243,11 +243,11 @@ async fn the_redis_password_can_come_from_a_file() {
     let path = dir.join("redis-password");
     std::fs::write(&path, "pw-from-a-file-42\n").expect("write");
     let app = spawn_app_on(
-        Cli {
+        Inputs {
             // No password in the URL: it comes from the file.
             redis_url: Some(server.url()),
-            redis_password_file: Some(path),
-            ..Cli::default()
+            redis_password_file: Some(path.display().to_string()),
+            ..Inputs::default()
         },
         Some(server),
     )

@@ -1,6 +1,6 @@
 //! Scoring: the answer's contract and the rolling statistics.
 
-use antifraud_app::config::Cli;
+use antifraud_app::config::Inputs;
 use serde_json::Value;
 use time::Duration;
 use time::format_description::well_known::Rfc3339;
@@ -106,9 +106,9 @@ async fn statistics_cover_each_window_on_event_time() {
 #[tokio::test]
 async fn the_fraud_threshold_is_configurable() {
     for (threshold, expected) in [("0", true), ("1", false)] {
-        let app = spawn_app_with(Cli {
+        let app = spawn_app_with(Inputs {
             fraud_threshold: Some(threshold.into()),
-            ..Cli::default()
+            ..Inputs::default()
         })
         .await;
         let body = app

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use antifraud_app::config::Cli;
+use antifraud_app::config::Inputs;
 use serde_json::Value;
 
 use crate::fake_model::{Behaviour, FakeModelServer};
@@ -14,8 +14,8 @@ use crate::helpers::{TestApp, count_24h, problem, sample, spawn_app_with, transa
 const KEY_A: &str = "team-a-0123456789abcdef";
 const KEY_B: &str = "team-b-fedcba9876543210";
 
-fn with_keys(cli: Cli) -> Cli {
-    Cli {
+fn with_keys(cli: Inputs) -> Inputs {
+    Inputs {
         api_keys: Some(format!("{KEY_A}, {KEY_B}")),
         ..cli
     }
@@ -48,7 +48,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 
 #[tokio::test]
 async fn without_a_valid_key_the_api_answers_401_and_records_nothing() {
-    let app = spawn_app_with(with_keys(Cli::default())).await;
+    let app = spawn_app_with(with_keys(Inputs::default())).await;
     let bearer_a = format!("Bearer {KEY_A}");
 
     let missing = score_as(&app, None, &tx("mallory", "t1")).await;
@@ -121,10 +121,10 @@ async fn without_a_valid_key_the_api_answers_401_and_records_nothing() {
 
 #[tokio::test]
 async fn each_key_has_its_own_rate_limit_and_429_says_when_to_retry() {
-    let app = spawn_app_with(with_keys(Cli {
+    let app = spawn_app_with(with_keys(Inputs {
         rate_limit: Some("0.5".into()),
         rate_limit_burst: Some("2".into()),
-        ..Cli::default()
+        ..Inputs::default()
     }))
     .await;
     let (a, b) = (format!("Bearer {KEY_A}"), format!("Bearer {KEY_B}"));
@@ -156,11 +156,11 @@ async fn each_key_has_its_own_rate_limit_and_429_says_when_to_retry() {
 #[tokio::test]
 async fn beyond_the_in_flight_limit_requests_get_503_at_once_and_are_not_recorded() {
     let model = FakeModelServer::start(Behaviour::Slow(Duration::from_millis(600)));
-    let app = spawn_app_with(Cli {
+    let app = spawn_app_with(Inputs {
         model: Some(model.url.clone()),
         model_timeout_ms: Some("5000".into()),
         max_in_flight: Some("1".into()),
-        ..Cli::default()
+        ..Inputs::default()
     })
     .await;
     let (client, url) = (
@@ -216,9 +216,9 @@ fn send_slowly(address: &str, head: &str, body: &[u8]) -> (String, Duration) {
 
 #[tokio::test]
 async fn clients_too_slow_to_send_get_408_and_hold_nothing() {
-    let app = spawn_app_with(Cli {
+    let app = spawn_app_with(Inputs {
         request_timeout_ms: Some("300".into()),
-        ..Cli::default()
+        ..Inputs::default()
     })
     .await;
     let address = app.address.clone();
@@ -278,9 +278,9 @@ async fn clients_too_slow_to_send_get_408_and_hold_nothing() {
 
 #[tokio::test]
 async fn metrics_can_move_to_a_listener_of_their_own() {
-    let app = spawn_app_with(with_keys(Cli {
+    let app = spawn_app_with(with_keys(Inputs {
         metrics_listen: Some("127.0.0.1:0".into()),
-        ..Cli::default()
+        ..Inputs::default()
     }))
     .await;
     let authorization = format!("Bearer {KEY_A}");
