@@ -83,7 +83,7 @@ pub(crate) async fn authenticate(
             request.extensions_mut().insert(caller);
             Ok(next.call(request).await?.map_into_left_body())
         }
-        Err(error) => Ok(refuse(request, error, Refusal::Unauthorized)),
+        Err(error) => Ok(refuse(request, &error, Refusal::Unauthorized)),
     }
 }
 
@@ -99,14 +99,14 @@ pub(crate) async fn rate_limit(
     };
     match verdict {
         Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
-        Err(error) => Ok(refuse(request, error, Refusal::RateLimited)),
+        Err(error) => Ok(refuse(request, &error, Refusal::RateLimited)),
     }
 }
 
 /// The refusal, counted.
 fn refuse<B>(
     request: ServiceRequest,
-    error: ApiError,
+    error: &ApiError,
     reason: Refusal,
 ) -> ServiceResponse<EitherBody<B>> {
     if let Some(metrics) = request.app_data::<web::Data<Metrics>>() {
