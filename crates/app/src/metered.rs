@@ -24,36 +24,60 @@ pub(crate) struct MeteredStore {
     pub(crate) metrics: Arc<Metrics>,
 }
 
+/// The store's operations: the `operation` label of the store metrics and the name of each one's
+/// span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreOp {
+    Record,
+    Commit,
+    Check,
+}
+
+impl StoreOp {
+    fn name(self) -> &'static str {
+        match self {
+            StoreOp::Record => "record",
+            StoreOp::Commit => "commit",
+            StoreOp::Check => "check",
+        }
+    }
+
+    /// A client span. Span names must be literals, so there is one macro call per operation:
+    /// nothing is formatted per request.
+    fn span(self, system: &'static str) -> tracing::Span {
+        let name = self.name();
+        match self {
+            StoreOp::Record => tracing::info_span!(
+                "store.record",
+                otel.kind = "client",
+                db.system = system,
+                db.operation.name = name
+            ),
+            StoreOp::Commit => tracing::info_span!(
+                "store.commit",
+                otel.kind = "client",
+                db.system = system,
+                db.operation.name = name
+            ),
+            StoreOp::Check => tracing::info_span!(
+                "store.check",
+                otel.kind = "client",
+                db.system = system,
+                db.operation.name = name
+            ),
+        }
+    }
+}
+
 impl MeteredStore {
     async fn observe<T>(
         &self,
-        operation: &'static str,
+        operation: StoreOp,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        // Span names are static: one per operation, nothing formatted per request.
-        let span = match operation {
-            "record" => tracing::info_span!(
-                "store.record",
-                otel.kind = "client",
-                db.system = self.system,
-                db.operation.name = operation
-            ),
-            "commit" => tracing::info_span!(
-                "store.commit",
-                otel.kind = "client",
-                db.system = self.system,
-                db.operation.name = operation
-            ),
-            _ => tracing::info_span!(
-                "store.check",
-                otel.kind = "client",
-                db.system = self.system,
-                db.operation.name = operation
-            ),
-        };
         let started = Instant::now();
-        let result = call.instrument(span).await;
-        let m = &self.metrics;
+        let result = call.instrument(operation.span(self.system)).await;
+        let (m, operation) = (&self.metrics, operation.name());
         m.store_duration
             .with_label_values(&[operation])
             .observe(started.elapsed().as_secs_f64());
@@ -82,7 +106,7 @@ impl TransactionStore for MeteredStore {
         fingerprint: &Fingerprint,
         now: OffsetDateTime,
     ) -> Result<RecordOutcome, StoreError> {
-        self.observe("record", self.inner.record(tx, fingerprint, now))
+        self.observe(StoreOp::Record, self.inner.record(tx, fingerprint, now))
             .await
     }
 
@@ -91,12 +115,12 @@ impl TransactionStore for MeteredStore {
         tx: &Transaction,
         assessment: &Assessment,
     ) -> Result<CommitOutcome, StoreError> {
-        self.observe("commit", self.inner.commit(tx, assessment))
+        self.observe(StoreOp::Commit, self.inner.commit(tx, assessment))
             .await
     }
 
     async fn check(&self) -> Result<(), StoreError> {
-        self.observe("check", self.inner.check()).await
+        self.observe(StoreOp::Check, self.inner.check()).await
     }
 }
 

@@ -47,156 +47,169 @@ pub(crate) struct Metrics {
 /// full (a slow or dead collector never slows a request; it loses spans, and this says how many).
 pub(crate) static TRACE_SPANS: std::sync::LazyLock<IntCounterVec> =
     std::sync::LazyLock::new(|| {
-        counter(
-            "antifraud_trace_spans_total",
-            "Finished spans by fate: exported, export_failed, dropped (export queue full).",
+        IntCounterVec::new(
+            Opts::new(
+                "antifraud_trace_spans_total",
+                "Finished spans by fate: exported, export_failed, dropped (export queue full).",
+            ),
             &["outcome"],
         )
+        .expect("a constant, valid counter definition")
     });
 
-fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
-    HistogramVec::new(
-        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
-        labels,
-    )
-    .expect("a constant, valid histogram definition")
+/// Creates metrics and registers each as it is created, so no metric is listed twice.
+struct Registrar {
+    registry: Registry,
 }
 
-fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    IntCounterVec::new(Opts::new(name, help), labels).expect("a constant, valid counter definition")
+impl Registrar {
+    fn register<C: prometheus::core::Collector + Clone + 'static>(&self, collector: C) -> C {
+        self.registry
+            .register(Box::new(collector.clone()))
+            .expect("each metric is registered once, with a constant, valid definition");
+        collector
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::new(name, help).expect("a constant, valid counter definition"))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(
+            IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("a constant, valid counter definition"),
+        )
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::new(name, help).expect("a constant, valid gauge definition"))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        self.register(
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("a constant, valid histogram definition"),
+        )
+    }
+
+    fn histograms(&self, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> HistogramVec {
+        self.register(
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("a constant, valid histogram definition"),
+        )
+    }
 }
 
 impl Metrics {
     /// Creates and registers every metric, plus process metrics and build information.
     pub(crate) fn new() -> Metrics {
-        let registry = Registry::new();
+        let r = Registrar {
+            registry: Registry::new(),
+        };
+        let build_info = r.register(
+            IntGaugeVec::new(
+                Opts::new(
+                    "antifraud_build_info",
+                    "Build information; the value is always 1.",
+                ),
+                &["version", "git_sha"],
+            )
+            .expect("a constant, valid gauge definition"),
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("ANTIFRAUD_GIT_SHA")])
+            .set(1);
+        r.register(TRACE_SPANS.clone());
+        r.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("registered once");
         let metrics = Metrics {
-            http_requests: counter(
+            http_requests: r.counters(
                 "antifraud_http_requests_total",
                 "HTTP requests answered, by route pattern, method and status code.",
                 &["route", "method", "status"],
             ),
-            http_duration: histogram(
+            http_duration: r.histograms(
                 "antifraud_http_request_duration_seconds",
                 "Time to answer an HTTP request, by route pattern and method.",
                 &LATENCY_BUCKETS,
                 &["route", "method"],
             ),
-            http_in_flight: IntGauge::new(
+            http_in_flight: r.gauge(
                 "antifraud_http_requests_in_flight",
                 "HTTP requests being answered now.",
-            )
-            .expect("a constant, valid gauge definition"),
-            scoring_duration: Histogram::with_opts(
-                HistogramOpts::new(
-                    "antifraud_scoring_duration_seconds",
-                    "Time of the scoring use case: validation, store, model and commit.",
-                )
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            )
-            .expect("a constant, valid histogram definition"),
-            scores: Histogram::with_opts(
-                HistogramOpts::new("antifraud_score", "Fraud scores given to new transactions.")
-                    .buckets(SCORE_BUCKETS.to_vec()),
-            )
-            .expect("a constant, valid histogram definition"),
-            decisions: counter(
+            ),
+            scoring_duration: r.histogram(
+                "antifraud_scoring_duration_seconds",
+                "Time of the scoring use case: validation, store, model and commit.",
+                &LATENCY_BUCKETS,
+            ),
+            scores: r.histogram(
+                "antifraud_score",
+                "Fraud scores given to new transactions.",
+                &SCORE_BUCKETS,
+            ),
+            decisions: r.counters(
                 "antifraud_decisions_total",
                 "New transactions scored, by decision (fraud or legit).",
                 &["decision"],
             ),
-            replays: IntCounter::new(
+            replays: r.counter(
                 "antifraud_idempotent_replays_total",
                 "Retries answered with the saved assessment.",
-            )
-            .expect("a constant, valid counter definition"),
-            conflicts: IntCounter::new(
+            ),
+            conflicts: r.counter(
                 "antifraud_idempotency_conflicts_total",
                 "Transaction ids reused with another payload (409).",
-            )
-            .expect("a constant, valid counter definition"),
-            rejections: counter(
+            ),
+            rejections: r.counters(
                 "antifraud_validation_rejections_total",
                 "Invalid fields in rejected requests, by field and reason code.",
                 &["field", "reason"],
             ),
-            refusals: counter(
+            refusals: r.counters(
                 "antifraud_requests_refused_total",
                 "Requests refused before scoring, by reason: unauthorized, rate_limited, \
                  overloaded (load shed), request_timeout (a body that did not arrive in time).",
                 &["reason"],
             ),
-            degraded: IntCounter::new(
+            degraded: r.counter(
                 "antifraud_degraded_answers_total",
                 "Answers given without history because the store failed (policy degrade).",
-            )
-            .expect("a constant, valid counter definition"),
-            model_duration: histogram(
+            ),
+            model_duration: r.histograms(
                 "antifraud_model_duration_seconds",
                 "Time of one model call, until it answered or was abandoned at the budget.",
                 &LATENCY_BUCKETS,
                 &["model", "version"],
             ),
-            model_outcomes: counter(
+            model_outcomes: r.counters(
                 "antifraud_model_outcomes_total",
                 "Model calls by outcome: ok, or timeout / error (the default score was used).",
                 &["model", "version", "status"],
             ),
-            store_duration: histogram(
+            store_duration: r.histograms(
                 "antifraud_store_duration_seconds",
                 "Time of one store operation, by operation (record, commit, check).",
                 &LATENCY_BUCKETS,
                 &["operation"],
             ),
-            store_errors: counter(
+            store_errors: r.counters(
                 "antifraud_store_errors_total",
                 "Failed store operations, by operation and kind (unavailable, internal).",
                 &["operation", "kind"],
             ),
-            store_up: IntGauge::new(
+            store_up: r.gauge(
                 "antifraud_store_up",
                 "1 when the last store operation succeeded, 0 when the store was unavailable.",
-            )
-            .expect("a constant, valid gauge definition"),
-            registry,
-        };
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "antifraud_build_info",
-                "Build information; the value is always 1.",
             ),
-            &["version", "git_sha"],
-        )
-        .expect("a constant, valid gauge definition");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("ANTIFRAUD_GIT_SHA")])
-            .set(1);
-        let r = &metrics.registry;
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(metrics.http_requests.clone()),
-            Box::new(metrics.http_duration.clone()),
-            Box::new(metrics.http_in_flight.clone()),
-            Box::new(metrics.scoring_duration.clone()),
-            Box::new(metrics.scores.clone()),
-            Box::new(metrics.decisions.clone()),
-            Box::new(metrics.replays.clone()),
-            Box::new(metrics.conflicts.clone()),
-            Box::new(metrics.rejections.clone()),
-            Box::new(metrics.refusals.clone()),
-            Box::new(metrics.degraded.clone()),
-            Box::new(metrics.model_duration.clone()),
-            Box::new(metrics.model_outcomes.clone()),
-            Box::new(metrics.store_duration.clone()),
-            Box::new(metrics.store_errors.clone()),
-            Box::new(metrics.store_up.clone()),
-            Box::new(build_info),
-            Box::new(TRACE_SPANS.clone()),
-            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
-        ];
-        for collector in collectors {
-            r.register(collector)
-                .expect("each metric is registered once");
-        }
+            registry: r.registry,
+        };
         // Every fate shows from the start, at zero, so that dashboards and alerts have a series.
         for outcome in ["exported", "export_failed", "dropped"] {
             TRACE_SPANS.with_label_values(&[outcome]);

@@ -5,7 +5,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, middleware, web};
 use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
 use antifraud_memory::MemoryStore;
@@ -48,6 +49,32 @@ enum WorkersStore {
     OwnRedis(RedisSettings),
 }
 
+/// Builds a scoring use case over a store, with the chosen model, the clock and the policy; the
+/// store is wrapped in its metrics decorator.
+type ScoringOver = Arc<dyn Fn(Arc<dyn TransactionStore>) -> Scoring + Send + Sync>;
+
+/// The store the settings chose, as the workers get it.
+struct Store {
+    workers: WorkersStore,
+    /// The embedded store, for the sweeper.
+    memory: Option<Arc<MemoryStore>>,
+    /// The start-up connection to Redis, closed at shutdown.
+    redis: Option<Arc<RedisStore>>,
+}
+
+/// What every worker's [`create_app`] shares.
+#[derive(Clone)]
+struct ApiState {
+    store: WorkersStore,
+    scoring_over: ScoringOver,
+    metrics: web::Data<Metrics>,
+    openapi: web::Data<OpenApiJson>,
+    admission: web::Data<Admission>,
+    intake: web::Data<Intake>,
+    /// Whether `/metrics` is served on the API's listener.
+    metrics_here: bool,
+}
+
 /// The service, bound to its address and ready to run.
 pub struct Application {
     address: SocketAddr,
@@ -60,196 +87,50 @@ pub struct Application {
 }
 
 impl Application {
-    /// Builds the adapters and binds the listener. Binding here, before running, lets callers
-    /// (tests) ask for port 0 and read the real port from [`Application::port`].
+    /// Builds the adapters and binds the listeners: the one builder, used by `main` and by the
+    /// API tests. Binding here, before running, lets callers (tests) ask for port 0 and read the
+    /// real port from [`Application::port`].
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         antifraud_model::install_crypto_provider();
+        let metrics = Arc::new(Metrics::new());
         let model = Arc::new(ReloadableModel::load(
             &settings.model,
             settings.policy.model_timeout(),
         )?);
-        let serving = model.identity();
-        let metrics = Arc::new(Metrics::new());
-        let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
-            inner: model.clone(),
-            metrics: Arc::clone(&metrics),
-        });
-        let policy = settings.policy;
-        let system = match settings.store {
-            StoreSettings::Embedded => "memory",
-            StoreSettings::Redis(_) => "redis",
+        let scoring_over = scoring_over(&settings, &model, &metrics);
+        let store = open_store(&settings.store, &scoring_over).await?;
+        let state = ApiState {
+            store: store.workers.clone(),
+            scoring_over,
+            metrics: web::Data::from(Arc::clone(&metrics)),
+            openapi: web::Data::new(OpenApiJson(
+                ApiDoc::openapi()
+                    .to_json()
+                    .context("rendering the OpenAPI document")?,
+            )),
+            admission: web::Data::new(Admission::new(
+                settings.api_keys.clone(),
+                settings.rate_limit,
+            )),
+            intake: web::Data::new(Intake {
+                max_body_bytes: MAX_BODY_BYTES,
+                body_timeout: settings.request_timeout,
+                in_flight: InFlightLimit::new(settings.max_in_flight),
+            }),
+            metrics_here: settings.metrics_listen.is_none(),
         };
-        let scoring_over = {
-            let (metrics, metered) = (Arc::clone(&metrics), Arc::clone(&metered));
-            Arc::new(move |store: Arc<dyn TransactionStore>| -> Scoring {
-                let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
-                    inner: store,
-                    system,
-                    metrics: Arc::clone(&metrics),
-                });
-                ScoringService::new(store, Arc::clone(&metered), SystemClock, policy)
-            })
-        };
-        // The embedded store is one, shared by every worker. With Redis, each worker thread gets
-        // connections of its own, created on (and driven by) its own runtime: a command and its
-        // reply never cross threads. Through one shared pool, every command woke the thread that
-        // owned the connection and the reply woke the worker back (see docs/benchmarks.md).
-        let (workers_store, memory, redis) = match &settings.store {
-            StoreSettings::Embedded => {
-                let memory = Arc::new(MemoryStore::new());
-                let scoring = web::Data::new(scoring_over(memory.clone()));
-                (WorkersStore::Shared(scoring), Some(memory), None)
-            }
-            StoreSettings::Redis(redis_settings) => {
-                // One connection to check the settings, wait for Redis and load the scripts at
-                // start-up and to say goodbye at shutdown; requests use the workers' own.
-                let start_up = RedisSettings {
-                    pool_size: 1,
-                    ..redis_settings.clone()
-                };
-                let redis = Arc::new(
-                    RedisStore::connect(&start_up)
-                        .context("--redis-url (ANTIFRAUD_REDIS_URL): invalid Redis settings")?,
-                );
-                // Start even when Redis is down: readiness says so, requests get the failure
-                // policy, and the pool keeps reconnecting.
-                if let Err(error) = redis.wait_for_connect(REDIS_CONNECT_WAIT).await {
-                    tracing::warn!(%error, "Redis is not reachable yet; the pool keeps trying");
-                }
-                (
-                    WorkersStore::OwnRedis(redis_settings.clone()),
-                    None,
-                    Some(redis),
-                )
-            }
-        };
-        let metrics = web::Data::from(metrics);
-        let openapi = web::Data::new(OpenApiJson(
-            ApiDoc::openapi()
-                .to_json()
-                .context("rendering the OpenAPI document")?,
-        ));
-
-        let admission = web::Data::new(Admission::new(
-            settings.api_keys.clone(),
-            settings.rate_limit,
-        ));
-        let intake = web::Data::new(Intake {
-            max_body_bytes: MAX_BODY_BYTES,
-            body_timeout: settings.request_timeout,
-            in_flight: InFlightLimit::new(settings.max_in_flight),
-        });
-        let metrics_here = settings.metrics_listen.is_none();
-
-        let listener = TcpListener::bind(settings.listen).with_context(|| {
-            format!(
-                "--listen (ANTIFRAUD_LISTEN): cannot listen on {}",
-                settings.listen
-            )
-        })?;
-        let address = listener.local_addr()?;
-        let api_metrics = metrics.clone();
-        let server = HttpServer::new(move || {
-            let app = match &workers_store {
-                WorkersStore::Shared(scoring) => App::new().app_data(scoring.clone()),
-                // Built as the worker starts, on its thread; it takes requests once connected
-                // (or once the wait is over: the pool keeps trying, as at start-up).
-                WorkersStore::OwnRedis(redis_settings) => {
-                    let (redis_settings, scoring_over) =
-                        (redis_settings.clone(), Arc::clone(&scoring_over));
-                    App::new().data_factory(move || {
-                        let (redis_settings, scoring_over) =
-                            (redis_settings.clone(), Arc::clone(&scoring_over));
-                        async move {
-                            let redis = RedisStore::connect(&redis_settings)
-                                .expect("the same settings connected at start-up");
-                            if let Err(error) = redis.wait_for_connect(WORKER_CONNECT_WAIT).await {
-                                tracing::warn!(%error, "a worker's Redis connections are not up yet");
-                            }
-                            Ok::<_, std::convert::Infallible>(scoring_over(Arc::new(redis)))
-                        }
-                    })
-                }
-            };
-            app
-                // Admission is mounted by the routing table, inside these: refused requests are
-                // counted and traced too.
-                .wrap(middleware::from_fn(track_http))
-                // The request's span: W3C `traceparent` from the caller becomes its parent.
-                .wrap(TracingLogger::default())
-                .app_data(api_metrics.clone())
-                .app_data(openapi.clone())
-                .app_data(admission.clone())
-                .app_data(intake.clone())
-                .configure(|cfg| routes::configure(cfg, metrics_here))
-        })
-        // Slow clients: the head must arrive within the request timeout (the body has its own
-        // deadline in the handler), idle connections close after the keep-alive.
-        .client_request_timeout(settings.request_timeout)
-        .client_disconnect_timeout(Duration::from_secs(1))
-        .keep_alive(KEEP_ALIVE)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        // Signals are ours (see `run_until_stopped`): actix would stop abruptly on SIGINT.
-        .disable_signals()
-        .listen(listener)?
-        .run();
-
+        let (address, server) = api_server(&settings, state)?;
         let metrics_server = match settings.metrics_listen {
             None => None,
-            Some(metrics_address) => {
-                let listener = TcpListener::bind(metrics_address).with_context(|| {
-                    format!(
-                        "--metrics-listen (ANTIFRAUD_METRICS_LISTEN): cannot listen on {metrics_address}"
-                    )
-                })?;
-                let bound = listener.local_addr()?;
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(metrics.clone())
-                        .service(routes::get_only(
-                            "/metrics",
-                            web::get().to(metrics_endpoint),
-                        ))
-                        .default_service(web::to(routes::not_found))
-                })
-                .workers(1)
-                .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-                .disable_signals()
-                .listen(listener)?
-                .run();
-                Some((bound, server))
-            }
+            Some(listen) => Some(metrics_server(listen, web::Data::from(metrics))?),
         };
-        if settings.api_keys.is_empty() {
-            tracing::warn!(
-                "no API keys configured: the API is open to anyone who can reach {address} \
-                 (loopback only); set --api-keys-file or ANTIFRAUD_API_KEYS to require keys"
-            );
-        } else {
-            tracing::info!(
-                keys = settings.api_keys.len(),
-                key_ids = ?settings.api_keys,
-                "API keys required"
-            );
-        }
-
-        tracing::info!(
-            %address,
-            store = if memory.is_some() { "embedded" } else { "redis" },
-            store_failure_policy = ?settings.policy.store_failure(),
-            model.name = %serving.name,
-            model.version = %serving.version,
-            model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
-            default_score = settings.policy.default_score(),
-            fraud_threshold = settings.policy.fraud_threshold(),
-            "antifraud listening"
-        );
+        announce(&settings, address, &model);
         Ok(Application {
             address,
             server,
             metrics_server,
-            memory,
-            redis,
+            memory: store.memory,
+            redis: store.redis,
             model,
         })
     }
@@ -328,4 +209,204 @@ async fn stop_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     }
+}
+
+/// The use case's constructor: the model (timed), the clock and the policy are the same for
+/// every store; the store is timed too.
+fn scoring_over(
+    settings: &Settings,
+    model: &Arc<ReloadableModel>,
+    metrics: &Arc<Metrics>,
+) -> ScoringOver {
+    let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
+        inner: model.clone(),
+        metrics: Arc::clone(metrics),
+    });
+    let (policy, metrics) = (settings.policy, Arc::clone(metrics));
+    let system = match settings.store {
+        StoreSettings::Embedded => "memory",
+        StoreSettings::Redis(_) => "redis",
+    };
+    Arc::new(move |store: Arc<dyn TransactionStore>| -> Scoring {
+        let store: Arc<dyn TransactionStore> = Arc::new(MeteredStore {
+            inner: store,
+            system,
+            metrics: Arc::clone(&metrics),
+        });
+        ScoringService::new(store, Arc::clone(&metered), SystemClock, policy)
+    })
+}
+
+/// The store. The embedded one is one, shared by every worker. With Redis, each worker thread
+/// gets connections of its own, created on (and driven by) its own runtime: a command and its
+/// reply never cross threads. Through one shared pool, every command woke the thread that owned
+/// the connection and the reply woke the worker back (see docs/benchmarks.md).
+async fn open_store(settings: &StoreSettings, scoring_over: &ScoringOver) -> anyhow::Result<Store> {
+    match settings {
+        StoreSettings::Embedded => {
+            let memory = Arc::new(MemoryStore::new());
+            let scoring = web::Data::new(scoring_over(memory.clone()));
+            Ok(Store {
+                workers: WorkersStore::Shared(scoring),
+                memory: Some(memory),
+                redis: None,
+            })
+        }
+        StoreSettings::Redis(redis_settings) => {
+            // One connection to check the settings, wait for Redis and load the scripts at
+            // start-up and to say goodbye at shutdown; requests use the workers' own.
+            let start_up = RedisSettings {
+                pool_size: 1,
+                ..redis_settings.clone()
+            };
+            let redis = Arc::new(
+                RedisStore::connect(&start_up)
+                    .context("--redis-url (ANTIFRAUD_REDIS_URL): invalid Redis settings")?,
+            );
+            // Start even when Redis is down: readiness says so, requests get the failure
+            // policy, and the pool keeps reconnecting.
+            if let Err(error) = redis.wait_for_connect(REDIS_CONNECT_WAIT).await {
+                tracing::warn!(%error, "Redis is not reachable yet; the pool keeps trying");
+            }
+            Ok(Store {
+                workers: WorkersStore::OwnRedis(redis_settings.clone()),
+                memory: None,
+                redis: Some(redis),
+            })
+        }
+    }
+}
+
+/// One worker's application: its scoring use case, the shared state, the middleware and the
+/// routing table.
+fn create_app(
+    state: ApiState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let ApiState {
+        store,
+        scoring_over,
+        metrics,
+        openapi,
+        admission,
+        intake,
+        metrics_here,
+    } = state;
+    let app = match store {
+        WorkersStore::Shared(scoring) => App::new().app_data(scoring),
+        // Built as the worker starts, on its thread; it takes requests once connected (or once
+        // the wait is over: the pool keeps trying, as at start-up).
+        WorkersStore::OwnRedis(redis_settings) => App::new().data_factory(move || {
+            let (redis_settings, scoring_over) =
+                (redis_settings.clone(), Arc::clone(&scoring_over));
+            async move {
+                let redis = RedisStore::connect(&redis_settings)
+                    .expect("the same settings connected at start-up");
+                if let Err(error) = redis.wait_for_connect(WORKER_CONNECT_WAIT).await {
+                    tracing::warn!(%error, "a worker's Redis connections are not up yet");
+                }
+                Ok::<_, std::convert::Infallible>(scoring_over(Arc::new(redis)))
+            }
+        }),
+    };
+    app
+        // Admission is mounted by the routing table, inside these: refused requests are counted
+        // and traced too.
+        .wrap(middleware::from_fn(track_http))
+        // The request's span: W3C `traceparent` from the caller becomes its parent.
+        .wrap(TracingLogger::default())
+        .app_data(metrics)
+        .app_data(openapi)
+        .app_data(admission)
+        .app_data(intake)
+        .configure(|cfg| routes::configure(cfg, metrics_here))
+        .default_service(web::to(routes::not_found))
+}
+
+/// The API's server on its listener.
+fn api_server(settings: &Settings, state: ApiState) -> anyhow::Result<(SocketAddr, Server)> {
+    let listener = TcpListener::bind(settings.listen).with_context(|| {
+        format!(
+            "--listen (ANTIFRAUD_LISTEN): cannot listen on {}",
+            settings.listen
+        )
+    })?;
+    let address = listener.local_addr()?;
+    let server = HttpServer::new(move || create_app(state.clone()))
+        // Slow clients: the head must arrive within the request timeout (the body has its own
+        // deadline in the handler), idle connections close after the keep-alive.
+        .client_request_timeout(settings.request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .keep_alive(KEEP_ALIVE)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        // Signals are ours (see `run_until_stopped`): actix would stop abruptly on SIGINT.
+        .disable_signals()
+        .listen(listener)?
+        .run();
+    Ok((address, server))
+}
+
+/// `/metrics` on a listener of its own, without keys (it is meant for a private network).
+fn metrics_server(
+    listen: SocketAddr,
+    metrics: web::Data<Metrics>,
+) -> anyhow::Result<(SocketAddr, Server)> {
+    let listener = TcpListener::bind(listen).with_context(|| {
+        format!("--metrics-listen (ANTIFRAUD_METRICS_LISTEN): cannot listen on {listen}")
+    })?;
+    let bound = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .service(routes::get_only(
+                "/metrics",
+                web::get().to(metrics_endpoint),
+            ))
+            .default_service(web::to(routes::not_found))
+    })
+    .workers(1)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok((bound, server))
+}
+
+/// The start-up log: who may call, and what serves.
+fn announce(settings: &Settings, address: SocketAddr, model: &ReloadableModel) {
+    if settings.api_keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured: the API is open to anyone who can reach {address} \
+             (loopback only); set --api-keys-file or ANTIFRAUD_API_KEYS to require keys"
+        );
+    } else {
+        tracing::info!(
+            keys = settings.api_keys.len(),
+            key_ids = ?settings.api_keys,
+            "API keys required"
+        );
+    }
+    let serving = model.identity();
+    tracing::info!(
+        %address,
+        store = match settings.store {
+            StoreSettings::Embedded => "embedded",
+            StoreSettings::Redis(_) => "redis",
+        },
+        store_failure_policy = ?settings.policy.store_failure(),
+        model.name = %serving.name,
+        model.version = %serving.version,
+        model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
+        default_score = settings.policy.default_score(),
+        fraud_threshold = settings.policy.fraud_threshold(),
+        config_file = settings.config_file.as_ref().map(|path| path.display().to_string()),
+        "antifraud listening"
+    );
 }
