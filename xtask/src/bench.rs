@@ -14,9 +14,9 @@ use std::time::Duration;
 use antifraud_testkit::RedisServer;
 use anyhow::Context;
 
-use crate::load::Load;
 use crate::process::{Started, free_port, pause, wait_for_port};
 use crate::{cargo, ensure_redis, workspace_root};
+use antifraud_loadgen::Load;
 
 /// The latency objective a sustained rate must meet.
 const P99_OBJECTIVE_MS: f64 = 10.0;

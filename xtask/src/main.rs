@@ -24,7 +24,6 @@ use anyhow::{Context, bail};
 
 mod bench;
 mod fuzz;
-mod load;
 mod observability;
 mod process;
 mod python;
@@ -46,7 +45,7 @@ enum Task {
     Test(Test),
     /// Open-loop traffic against a running service: constant rate or ramp stages, latency from
     /// the intended send time, a report and optional pass/fail gates.
-    Load(Box<load::Load>),
+    Load(Box<antifraud_loadgen::Load>),
     /// The service end to end: max sustained rate (p99 <= 10 ms), latency at 1,000 and 5,000/s
     /// and peak RSS, with the embedded store and with Redis; writes docs/benchmarks.md.
     Bench(bench::Bench),
@@ -67,7 +66,7 @@ enum Task {
 }
 
 fn main() -> ExitCode {
-    let args = match load::expand_profile(std::env::args().collect()) {
+    let args = match antifraud_loadgen::expand_profile(std::env::args().collect()) {
         Ok(args) => args,
         Err(error) => {
             eprintln!("xtask: {error:#}");
@@ -275,7 +274,7 @@ impl BenchStore {
             "bench",
             "--locked",
             "-p",
-            "antifraud-redis",
+            "antifraud-store-redis",
             "--bench",
             "record",
         ])

@@ -7,14 +7,14 @@
 //! must parse and return data. Every alert rule must be loaded and evaluate healthy. Everything
 //! it starts is stopped by pid.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::process::{Started, free_port, pause, wait_for_port};
 use crate::{cargo, ensure_debian_package, workspace_root};
@@ -110,8 +110,9 @@ fn live_check(dir: &Path) -> anyhow::Result<()> {
     )?;
     wait_for_port(prometheus_port)?;
 
+    let http = Http::new()?;
     println!("observability-check: driving traffic for {TRAFFIC_FOR:?}");
-    drive_traffic(service_port, TRAFFIC_FOR)?;
+    drive_traffic(&http, service_port, TRAFFIC_FOR)?;
 
     let mut failures = Vec::new();
     let dashboards = workspace_root().join("deploy/grafana/dashboards");
@@ -122,14 +123,14 @@ fn live_check(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("{} is not JSON", path.display()))?;
         for (title, expr) in dashboard_queries(&dashboard) {
             checked += 1;
-            match query(prometheus_port, &expr) {
+            match query(&http, prometheus_port, &expr) {
                 Ok(0) => failures.push(format!("{title}: `{expr}` returned no data")),
                 Ok(_) => {}
                 Err(error) => failures.push(format!("{title}: `{expr}`: {error:#}")),
             }
         }
     }
-    let rules = get_json(prometheus_port, "/api/v1/rules")?;
+    let rules = http.get_json(prometheus_port, "/api/v1/rules", &[])?;
     let mut alerts = 0;
     for group in rules["data"]["groups"].as_array().into_iter().flatten() {
         for rule in group["rules"].as_array().into_iter().flatten() {
@@ -172,46 +173,76 @@ fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
 }
 
 /// Evaluates an instant query and returns how many series it gave.
-fn query(port: u16, expr: &str) -> anyhow::Result<usize> {
-    let answer = get_json(
-        port,
-        &format!("/api/v1/query?query={}", percent_encode(expr)),
-    )?;
+fn query(http: &Http, port: u16, expr: &str) -> anyhow::Result<usize> {
+    let answer = http.get_json(port, "/api/v1/query", &[("query", expr)])?;
     if answer["status"] != "success" {
         bail!("{}", answer["error"]);
     }
     Ok(answer["data"]["result"].as_array().map_or(0, Vec::len))
 }
 
-fn get_json(port: u16, path: &str) -> anyhow::Result<Value> {
-    let (_, body) = http(port, "GET", path, None)?;
-    serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
+/// A blocking face on reqwest for this task's few sequential requests to loopback.
+struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+impl Http {
+    fn new() -> anyhow::Result<Http> {
+        antifraud_loadgen::install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a runtime for the HTTP client")?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Http { runtime, client })
+    }
+
+    /// POSTs a JSON body and returns the status.
+    fn post(&self, port: u16, path: &str, body: &str) -> anyhow::Result<u16> {
+        let request = self
+            .client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        let response = self.runtime.block_on(request.send())?;
+        Ok(response.status().as_u16())
+    }
+
+    /// GETs a JSON document, with these query parameters.
+    fn get_json(&self, port: u16, path: &str, query: &[(&str, &str)]) -> anyhow::Result<Value> {
+        let url =
+            reqwest::Url::parse_with_params(&format!("http://127.0.0.1:{port}{path}"), query)?;
+        let body = self
+            .runtime
+            .block_on(async { self.client.get(url).send().await?.text().await })?;
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: not JSON: {body}"))
+    }
 }
 
 /// Sends varied scoring traffic: ordinary and risky transactions, retries, conflicting reuses
 /// of ids, invalid and malformed bodies.
-fn drive_traffic(port: u16, duration: Duration) -> anyhow::Result<()> {
+fn drive_traffic(http: &Http, port: u16, duration: Duration) -> anyhow::Result<()> {
+    const PATH: &str = "/api/v1/transactions";
     let started = Instant::now();
-    let run = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
+    let run = OffsetDateTime::now_utc().unix_timestamp();
     let mut i = 0u64;
     while started.elapsed() < duration {
         let customer = format!("obs-{run}-{}", i % 20);
         let id = format!("tx-{i}");
         let risky = i.is_multiple_of(5);
-        let body = transaction(&customer, &id, if risky { 4_000.0 } else { 25.0 }, risky);
-        let (status, _) = http(port, "POST", "/api/v1/transactions", Some(&body))?;
+        let body = transaction(&customer, &id, if risky { 4_000.0 } else { 25.0 }, risky)?;
+        let status = http.post(port, PATH, &body)?;
         ensure!(status == 200, "scoring answered {status}");
         if i.is_multiple_of(4) {
-            http(port, "POST", "/api/v1/transactions", Some(&body))?; // a retry: replayed
-            let conflict = transaction(&customer, &id, 1.0, risky);
-            http(port, "POST", "/api/v1/transactions", Some(&conflict))?; // 409
-            http(
-                port,
-                "POST",
-                "/api/v1/transactions",
-                Some("{\"amount\": -1}"),
-            )?; // 422
-            http(port, "POST", "/api/v1/transactions", Some("{"))?; // 400
+            http.post(port, PATH, &body)?; // a retry: replayed
+            let conflict = transaction(&customer, &id, 1.0, risky)?;
+            http.post(port, PATH, &conflict)?; // 409
+            http.post(port, PATH, "{\"amount\": -1}")?; // 422
+            http.post(port, PATH, "{")?; // 400
         }
         i += 1;
         pause(Duration::from_millis(20));
@@ -219,100 +250,27 @@ fn drive_traffic(port: u16, duration: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn transaction(customer: &str, id: &str, amount: f64, risky: bool) -> String {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let risk = if risky {
-        ",\"merchant_risk_score\":0.99,\"card_risk_score\":0.99,\"is_device_alert\":true,\"is_high_value\":true"
-    } else {
-        ""
-    };
-    format!(
-        "{{\"customer_id\":\"{customer}\",\"transaction_id\":\"{id}\",\"amount\":{amount},\
-         \"currency\":\"EUR\",\"type\":1,\"merchant_id\":\"m-1\",\"card_bin\":\"411111\",\
-         \"ip_address\":\"192.0.2.1\",\"device_id\":\"d-1\",\"location\":\"Berlin, DE\",\
-         \"channel\":\"online\",\"timestamp\":\"{}\"{risk}}}",
-        rfc3339(timestamp)
-    )
-}
-
-/// Seconds since the epoch as an RFC 3339 UTC timestamp (civil-from-days, H. Hinnant).
-fn rfc3339(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3_600,
-        rest % 3_600 / 60,
-        rest % 60
-    )
-}
-
-/// One HTTP/1.1 exchange on loopback, `Connection: close`; returns the status and the body.
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .with_context(|| format!("not an HTTP answer: {response:.80}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || rest.len() < size {
-            break;
+fn transaction(customer: &str, id: &str, amount: f64, risky: bool) -> anyhow::Result<String> {
+    let timestamp = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .context("zero nanoseconds are valid")?
+        .format(&Rfc3339)?;
+    let mut body = serde_json::json!({
+        "customer_id": customer, "transaction_id": id, "amount": amount, "currency": "EUR",
+        "type": 1, "merchant_id": "m-1", "card_bin": "411111", "ip_address": "192.0.2.1",
+        "device_id": "d-1", "location": "Berlin, DE", "channel": "online", "timestamp": timestamp,
+    });
+    if risky {
+        for (field, value) in [
+            ("merchant_risk_score", Value::from(0.99)),
+            ("card_risk_score", Value::from(0.99)),
+            ("is_device_alert", Value::from(true)),
+            ("is_high_value", Value::from(true)),
+        ] {
+            body[field] = value;
         }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
     }
-    out
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    Ok(body.to_string())
 }
 
 fn promtool(args: &[&str], dir: &Path) -> anyhow::Result<()> {
@@ -323,25 +281,4 @@ fn promtool(args: &[&str], dir: &Path) -> anyhow::Result<()> {
         .status()?;
     ensure!(status.success(), "promtool {} failed", args.join(" "));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_578_435), "2026-11-25T03:47:15Z");
-    }
-
-    #[test]
-    fn queries_are_percent_encoded_and_chunks_joined() {
-        assert_eq!(
-            percent_encode("a b{c=\"d\"}[1m]"),
-            "a%20b%7Bc%3D%22d%22%7D%5B1m%5D"
-        );
-        assert_eq!(dechunk("4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"), "Wikipedia");
-    }
 }

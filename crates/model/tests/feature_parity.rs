@@ -11,8 +11,8 @@ use antifraud_domain::{
     FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Features, Fingerprint, RecordOutcome, TransactionInput,
     TransactionStore,
 };
-use antifraud_memory::MemoryStore;
 use antifraud_model::BuiltinModel;
+use antifraud_store_memory::MemoryStore;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

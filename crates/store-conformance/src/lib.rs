@@ -12,18 +12,13 @@ use antifraud_domain::{
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
-/// Expands to one `#[tokio::test]` per conformance case. `$setup` is an expression that evaluates
-/// to a future of `(guard, Arc<store>)`; it is evaluated once per case, and the guard (a server
-/// process, say) lives until the case ends. The calling crate needs `tokio` with the `macros` and
-/// `rt-multi-thread` features as a dev-dependency.
-///
-/// ```text
-/// antifraud_store_conformance::store_conformance_tests!(async { ((), Arc::new(MemoryStore::new())) });
-/// ```
+/// The list of cases, written once: calls `$then!(@cases $args; case, case, ...)`, so that the
+/// per-case tests and [`run_all`] are generated from the same list.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! store_conformance_tests {
-    ($setup:expr) => {
-        $crate::store_conformance_tests!(@cases $setup;
+macro_rules! __with_conformance_cases {
+    ($then:ident, $($args:tt)*) => {
+        $crate::$then! {@cases $($args)*;
             windows_count_and_average_each_window,
             window_bounds_are_open_at_the_start_and_closed_at_the_end,
             later_transactions_do_not_count_for_earlier_ones,
@@ -35,7 +30,22 @@ macro_rules! store_conformance_tests {
             concurrent_transactions_of_one_customer_get_exact_counts,
             transactions_older_than_the_retention_are_deleted,
             check_succeeds_on_a_healthy_store,
-        );
+        }
+    };
+}
+
+/// Expands to one `#[tokio::test]` per conformance case. `$setup` is an expression that evaluates
+/// to a future of `(guard, Arc<store>)`; it is evaluated once per case, and the guard (a server
+/// process, say) lives until the case ends. The calling crate needs `tokio` with the `macros` and
+/// `rt-multi-thread` features as a dev-dependency.
+///
+/// ```text
+/// antifraud_store_conformance::store_conformance_tests!(async { ((), Arc::new(MemoryStore::new())) });
+/// ```
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($setup:expr) => {
+        $crate::__with_conformance_cases!(store_conformance_tests, $setup);
     };
     (@cases $setup:expr; $($case:ident,)*) => {
         $(
@@ -48,20 +58,19 @@ macro_rules! store_conformance_tests {
     };
 }
 
+/// The body of [`run_all`]: every case in turn.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __run_each_case {
+    (@cases $store:expr; $($case:ident,)*) => {
+        $($crate::$case(::std::sync::Arc::clone(&$store)).await;)*
+    };
+}
+
 /// Runs every case in turn against one store (cases use customers of their own), for stores that
 /// are expensive to set up, such as a cluster.
 pub async fn run_all<S: TransactionStore + 'static>(store: Arc<S>) {
-    windows_count_and_average_each_window(Arc::clone(&store)).await;
-    window_bounds_are_open_at_the_start_and_closed_at_the_end(Arc::clone(&store)).await;
-    later_transactions_do_not_count_for_earlier_ones(Arc::clone(&store)).await;
-    retry_after_commit_replays_the_saved_assessment(Arc::clone(&store)).await;
-    retry_before_commit_counts_once_and_first_commit_wins(Arc::clone(&store)).await;
-    same_ids_with_another_payload_conflict_and_are_not_recorded(Arc::clone(&store)).await;
-    transaction_ids_are_scoped_by_customer(Arc::clone(&store)).await;
-    customer_ids_are_taken_literally(Arc::clone(&store)).await;
-    concurrent_transactions_of_one_customer_get_exact_counts(Arc::clone(&store)).await;
-    transactions_older_than_the_retention_are_deleted(Arc::clone(&store)).await;
-    check_succeeds_on_a_healthy_store(Arc::clone(&store)).await;
+    __with_conformance_cases!(__run_each_case, store);
 }
 
 /// A fixed reference time for the cases: every timestamp is relative to it.

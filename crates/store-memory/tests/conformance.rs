@@ -2,6 +2,6 @@
 
 use std::sync::Arc;
 
-use antifraud_memory::MemoryStore;
+use antifraud_store_memory::MemoryStore;
 
 antifraud_store_conformance::store_conformance_tests!(async { ((), Arc::new(MemoryStore::new())) });

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 use antifraud_domain::{Fingerprint, RETENTION, TransactionStore};
-use antifraud_redis::{RedisSettings, RedisStore};
 use antifraud_store_conformance::{transaction, unique_customer};
+use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::RedisServer;
 use hdrhistogram::Histogram;
 use time::OffsetDateTime;

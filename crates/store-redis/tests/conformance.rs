@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use antifraud_redis::{RedisSettings, RedisStore};
+use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::{RedisCluster, RedisServer};
 
 async fn store_on(url: String) -> RedisStore {

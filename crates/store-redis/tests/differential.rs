@@ -5,9 +5,9 @@
 use std::time::Duration as StdDuration;
 
 use antifraud_domain::{Fingerprint, RecordOutcome, TransactionStore, Window, WindowStats};
-use antifraud_memory::MemoryStore;
-use antifraud_redis::{RedisSettings, RedisStore};
 use antifraud_store_conformance::{transaction, unique_customer};
+use antifraud_store_memory::MemoryStore;
+use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::RedisServer;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};

@@ -36,8 +36,10 @@ impl RedisServer {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port_pair();
-            let dir =
-                std::env::temp_dir().join(format!("antifraud-redis-{}-{port}", std::process::id()));
+            let dir = std::env::temp_dir().join(format!(
+                "antifraud-store-redis-{}-{port}",
+                std::process::id()
+            ));
             std::fs::create_dir_all(&dir).expect("a temporary directory");
             let mut server = RedisServer {
                 port,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use antifraud_domain::ScoringPolicy;
-use antifraud_redis::RedisSettings;
+use antifraud_store_redis::RedisSettings;
 
 pub use crate::auth::{ApiKeys, KeyError, KeyId};
 pub use crate::limits::RateLimit;

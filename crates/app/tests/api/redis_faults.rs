@@ -238,7 +238,7 @@ async fn the_redis_password_can_come_from_a_file() {
     server
         .command(&["CONFIG", "SET", "requirepass", "pw-from-a-file-42"])
         .expect("redis-cli runs");
-    let dir = std::env::temp_dir().join(format!("antifraud-redis-pw-{}", server.port()));
+    let dir = std::env::temp_dir().join(format!("antifraud-store-redis-pw-{}", server.port()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("redis-password");
     std::fs::write(&path, "pw-from-a-file-42\n").expect("write");

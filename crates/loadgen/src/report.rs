@@ -31,7 +31,7 @@ pub(crate) enum Outcome {
 
 /// Counters for a whole run (and, reset each tick, for the progress line).
 #[derive(Debug, Clone)]
-pub(crate) struct Stats {
+pub struct Stats {
     pub(crate) latency: Histogram<u64>,
     pub(crate) statuses: BTreeMap<u16, u64>,
     pub(crate) errors: BTreeMap<String, u64>,
@@ -106,35 +106,40 @@ impl Stats {
         }
     }
 
-    pub(crate) fn error_count(&self) -> u64 {
+    /// Requests that got no answer.
+    pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
 
     /// A latency quantile in milliseconds.
-    pub(crate) fn ms(&self, quantile: f64) -> f64 {
+    pub fn ms(&self, quantile: f64) -> f64 {
         self.latency.value_at_quantile(quantile) as f64 / 1000.0
     }
 }
 
 /// The run as a whole: the settings, the schedule's keeping, and the stats.
-pub(crate) struct Report {
+pub struct Report {
     pub(crate) settings: Value,
     pub(crate) elapsed: Duration,
-    pub(crate) scheduled: u64,
+    /// Requests the schedule asked for.
+    pub scheduled: u64,
     pub(crate) sent: u64,
     /// Requests sent more than the lateness threshold after their intended time.
-    pub(crate) late: u64,
+    pub late: u64,
     pub(crate) max_lag: Duration,
     pub(crate) interrupted: bool,
-    pub(crate) stats: Stats,
+    /// Counters and latency over the whole run.
+    pub stats: Stats,
 }
 
 impl Report {
-    pub(crate) fn throughput(&self) -> f64 {
+    /// Answers per second over the run.
+    pub fn throughput(&self) -> f64 {
         self.stats.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    pub(crate) fn error_rate(&self) -> f64 {
+    /// Share of requests that got no answer.
+    pub fn error_rate(&self) -> f64 {
         self.stats.error_count() as f64 / (self.stats.completed.max(1)) as f64
     }
 

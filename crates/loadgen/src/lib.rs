@@ -1,4 +1,5 @@
-//! `cargo xtask load`: an open-loop traffic generator for the scoring API.
+//! An open-loop traffic generator for the scoring API, used by `cargo xtask load` and
+//! `cargo xtask bench`.
 //!
 //! Requests leave on a schedule (`schedule.rs`), not when the previous one returns, and latency
 //! is measured from the intended send time, so a stalled server shows its queueing instead of
@@ -8,8 +9,11 @@
 //! counters (`report.rs`), printed as a table and optionally written as JSON, with pass/fail
 //! gates for CI.
 
+// The generator owns its terminal: the report is a table for the developer who ran it.
+#![allow(clippy::print_stdout)]
+
 mod report;
-pub(crate) mod schedule;
+mod schedule;
 mod traffic;
 
 use std::path::PathBuf;
@@ -22,7 +26,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use report::{Outcome, Report, Stats};
+use report::Outcome;
+pub use report::{Report, Stats};
 use schedule::{Schedule, parse_duration, parse_stages};
 use traffic::Traffic;
 
@@ -38,7 +43,7 @@ const MAX_IN_FLIGHT: usize = 10_000;
 /// [`expand_profile`]); flags given later win, so a profile can be adjusted on the command line.
 #[derive(clap::Args, Clone)]
 #[command(args_override_self = true)]
-pub(crate) struct Load {
+pub struct Load {
     /// A traffic profile: a file of flags (such as deploy/load/compose.args), read before the
     /// flags that follow it.
     #[arg(long, value_name = "FILE")]
@@ -96,7 +101,7 @@ pub(crate) struct Load {
 
 /// Replaces `--profile FILE` after `load` by the flags in the file: one flag and its value per
 /// line, `#` starting a comment. Flags after it on the command line override the file's.
-pub(crate) fn expand_profile(args: Vec<String>) -> anyhow::Result<Vec<String>> {
+pub fn expand_profile(args: Vec<String>) -> anyhow::Result<Vec<String>> {
     let Some(load) = args.iter().position(|a| a == "load") else {
         return Ok(args);
     };
@@ -126,7 +131,7 @@ impl Load {
     /// A constant `rate` against `url` for `duration`, quiet, over a million customers (a
     /// production-sized population: windows stay realistic at high rates), with the defaults
     /// otherwise (for `cargo xtask bench`).
-    pub(crate) fn constant(url: &str, rate: f64, duration: &str) -> Load {
+    pub fn constant(url: &str, rate: f64, duration: &str) -> Load {
         Load {
             profile: None,
             url: url.to_owned(),
@@ -148,7 +153,9 @@ impl Load {
         }
     }
 
-    pub(crate) fn run(self) -> anyhow::Result<()> {
+    /// Runs the load, prints the report (and writes it as JSON when asked), and fails when a
+    /// gate does.
+    pub fn run(self) -> anyhow::Result<()> {
         let report = self.execute()?;
         let (gates, passed) = self.gates(&report);
         report.print();
@@ -165,7 +172,7 @@ impl Load {
     }
 
     /// Runs the load and returns its report (used by `cargo xtask bench` too).
-    pub(crate) fn execute(&self) -> anyhow::Result<Report> {
+    pub fn execute(&self) -> anyhow::Result<Report> {
         let schedule = self.schedule()?;
         self.check(&schedule)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -475,8 +482,8 @@ impl Progress {
 }
 
 /// reqwest is built without a TLS crypto provider (see `antifraud_model::install_crypto_provider`
-/// for why); ring is installed before any client is built.
-fn install_crypto_provider() {
+/// for why): installs ring, as the process's provider, before any client is built. Idempotent.
+pub fn install_crypto_provider() {
     let _already_installed = rustls::crypto::ring::default_provider().install_default();
 }
 
