@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::LoadError;
 use super::attrs::Attrs;
 use super::ops::Op;
 use super::proto::{GraphProto, ValueInfoProto, data_type};
+use super::{EvalError, LoadError};
 
 /// How far outside 0..1 a probability may fall by f32 rounding alone.
 const ROUNDING: f64 = 1e-5;
@@ -229,7 +229,9 @@ impl Graph {
             worst_case_steps,
         };
         // The output's width decides the column: two columns are [P(0), P(1)], one is P(1).
-        let probe = compiled.run_row(&vec![0.0; expected_width])?;
+        let probe = compiled
+            .run_row(&vec![0.0; expected_width])
+            .map_err(|e| LoadError::Invalid(format!("scoring a row of zeros failed: {e}")))?;
         compiled.output_column = match probe.len() {
             1 => 0,
             2 => 1,
@@ -245,7 +247,7 @@ impl Graph {
         Ok(compiled)
     }
 
-    fn run_row(&self, x: &[f32]) -> Result<Vec<f32>, LoadError> {
+    fn run_row(&self, x: &[f32]) -> Result<Vec<f32>, EvalError> {
         // Only computed values are allocated per row; the input and the constants are read in
         // place.
         let mut computed: Vec<Option<Vec<f32>>> = vec![None; self.slots];
@@ -255,12 +257,10 @@ impl Graph {
                 .iter()
                 .map(|&s| self.value(s, x, &computed))
                 .collect();
-            let out = step.op.run(&inputs).map_err(LoadError::Invalid)?;
+            let out = step.op.run(&inputs)?;
             computed[step.output] = Some(out);
         }
-        computed[self.output_slot]
-            .take()
-            .ok_or_else(|| LoadError::Invalid("the output was not computed".into()))
+        computed[self.output_slot].take().ok_or(EvalError::NoOutput)
     }
 
     /// The value in slot `s`: the input row, a computed value or a constant.
@@ -278,24 +278,23 @@ impl Graph {
     }
 
     /// The fraud probability of one feature row (f64 features narrowed to the model's f32).
-    pub(crate) fn probability(&self, features: &[f64]) -> Result<f64, String> {
+    pub(crate) fn probability(&self, features: &[f64]) -> Result<f64, EvalError> {
         if features.len() != self.input_width {
-            return Err(format!(
-                "{} features given, the model takes {}",
-                features.len(),
-                self.input_width
-            ));
+            return Err(EvalError::Width {
+                given: features.len(),
+                expected: self.input_width,
+            });
         }
         #[expect(
             clippy::cast_possible_truncation,
             reason = "float32 models read float32 inputs, as exported"
         )]
         let row: Vec<f32> = features.iter().map(|&v| v as f32).collect();
-        let out = self.run_row(&row).map_err(|e| e.to_string())?;
+        let out = self.run_row(&row)?;
         let p = out
             .get(self.output_column)
             .map(|&p| f64::from(p))
-            .ok_or_else(|| "the output row is too short".to_owned())?;
+            .ok_or(EvalError::NoOutput)?;
         // Summing f32 leaf values (a forest's per-tree probabilities) can overshoot 1 by an ulp
         // or two; that is rounding, not a model answering nonsense.
         Ok(if (-ROUNDING..=1.0 + ROUNDING).contains(&p) {

@@ -67,6 +67,43 @@ pub enum LoadError {
     Invalid(String),
 }
 
+/// A row the compiled graph could not evaluate. Validation at load time rules these out for the
+/// model's own input width, so at request time one means a bug; the use case then answers with
+/// the default score and `model_status: error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// The feature vector is not as wide as the model's input.
+    #[error("{given} features given, the model takes {expected}")]
+    Width {
+        /// Features given.
+        given: usize,
+        /// Features the model takes.
+        expected: usize,
+    },
+    /// An operator's input is narrower than the operator reads.
+    #[error("an operator reads {needed} features of an input that has {got}")]
+    Narrow {
+        /// Values the operator reads.
+        needed: usize,
+        /// Values the input has.
+        got: usize,
+    },
+    /// A second input cannot be broadcast over the first.
+    #[error("cannot broadcast {from} values over {over}")]
+    Broadcast {
+        /// The second input's length.
+        from: usize,
+        /// The first input's length.
+        over: usize,
+    },
+    /// An operator lacks an input it needs.
+    #[error("an operator is missing an input")]
+    MissingInput,
+    /// The output was not computed, or is shorter than the probability's column.
+    #[error("the probability output was not computed")]
+    NoOutput,
+}
+
 /// A loaded ONNX model, ready to score.
 #[derive(Debug, Clone)]
 pub struct OnnxModel {
@@ -165,7 +202,7 @@ impl OnnxModel {
     pub fn probability(&self, features: &Features) -> Result<f64, ModelError> {
         self.graph
             .probability(features.as_slice())
-            .map_err(|e| ModelError::Failed(e.into()))
+            .map_err(|e| ModelError::Failed(Box::new(e)))
     }
 
     /// Which output the probability is read from, such as `probabilities[:, 1]`.
@@ -229,7 +266,7 @@ impl FraudModel for OnnxModel {
         tokio::task::spawn_blocking(move || graph.probability(&row))
             .await
             .map_err(|e| ModelError::Failed(Box::new(e)))?
-            .map_err(|e| ModelError::Failed(e.into()))
+            .map_err(|e| ModelError::Failed(Box::new(e)))
     }
 
     async fn check(&self) -> Result<(), ModelError> {
@@ -569,5 +606,18 @@ mod tests {
             "300 trees of depth at most 6: {}",
             model.graph.worst_case_steps
         );
+    }
+
+    #[test]
+    fn a_row_the_graph_cannot_take_is_an_evaluation_error_not_a_load_error() {
+        let model = OnnxModel::shipped().expect("the shipped model loads");
+        assert_eq!(
+            model.graph.probability(&[0.0; 3]),
+            Err(EvalError::Width {
+                given: 3,
+                expected: WIDTH
+            })
+        );
+        assert!(model.graph.probability(&[0.0; WIDTH]).is_ok());
     }
 }

@@ -1,9 +1,9 @@
 //! The operators besides tree ensembles: what scikit-learn, LightGBM and XGBoost exporters put
 //! around a model (scaling, imputation, casts, the linear models, output transforms).
 
-use super::LoadError;
 use super::attrs::{Attrs, tensor_values};
 use super::tree::{TreeEnsemble, logistic};
+use super::{EvalError, LoadError};
 
 /// The transform a classifier or regressor applies to its raw scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,8 +203,8 @@ impl Op {
     /// Runs the operator on its inputs, returning its first output (the one a probability flows
     /// through: scores for classifiers) and, for classifiers, nothing else. Errors are shape
     /// mismatches, which validation at load time rules out for the model's input width.
-    pub(crate) fn run(&self, inputs: &[&[f32]]) -> Result<Vec<f32>, String> {
-        let x = *inputs.first().ok_or("missing input")?;
+    pub(crate) fn run(&self, inputs: &[&[f32]]) -> Result<Vec<f32>, EvalError> {
+        let x = *inputs.first().ok_or(EvalError::MissingInput)?;
         Ok(match self {
             Op::Copy => x.to_vec(),
             Op::Sigmoid => x.iter().map(|&v| logistic(v)).collect(),
@@ -214,13 +214,12 @@ impl Op {
                 v
             }
             Op::Arith(op) => {
-                let y = *inputs.get(1).ok_or("missing second input")?;
+                let y = *inputs.get(1).ok_or(EvalError::MissingInput)?;
                 if y.len() != 1 && y.len() != x.len() {
-                    return Err(format!(
-                        "cannot broadcast {} values over {}",
-                        y.len(),
-                        x.len()
-                    ));
+                    return Err(EvalError::Broadcast {
+                        from: y.len(),
+                        over: x.len(),
+                    });
                 }
                 x.iter()
                     .enumerate()
@@ -271,7 +270,10 @@ impl Op {
             } => {
                 let width = coefficients.len() / targets;
                 if x.len() != width {
-                    return Err(format!("expected {width} inputs, got {}", x.len()));
+                    return Err(EvalError::Narrow {
+                        needed: width,
+                        got: x.len(),
+                    });
                 }
                 let mut scores: Vec<f32> = coefficients
                     .chunks_exact(width)
@@ -291,11 +293,10 @@ impl Op {
                 classifier,
             } => {
                 if x.len() < ensemble.min_width() {
-                    return Err(format!(
-                        "the trees read feature {} of {}",
-                        ensemble.min_width() - 1,
-                        x.len()
-                    ));
+                    return Err(EvalError::Narrow {
+                        needed: ensemble.min_width(),
+                        got: x.len(),
+                    });
                 }
                 if *classifier {
                     ensemble.classify(x)

@@ -62,13 +62,14 @@ struct Packed {
     next: u32,
     /// The feature compared (0 for a leaf, so that reading it is always in bounds).
     feature: u16,
-    /// A [`Mode`] as `u8`; [`LEAF`] for leaves.
-    kind: u8,
+    /// How the branch compares; [`Mode::Leaf`] for leaves (one byte: `Mode` is `repr(u8)`).
+    kind: Mode,
     /// NaN takes the true branch. Always `false` for a leaf.
     missing_goes_true: bool,
 }
 
-const LEAF: u8 = Mode::Leaf as u8;
+// The walk's working set is the packed nodes: they stay 12 bytes.
+const _: () = assert!(std::mem::size_of::<Packed>() == 12);
 
 /// Trees walked together.
 const LANES: usize = 8;
@@ -101,191 +102,267 @@ pub(crate) struct TreeEnsemble {
     max_feature: usize,
 }
 
-impl TreeEnsemble {
-    /// Compiles a `TreeEnsembleClassifier` (`classifier`) or `TreeEnsembleRegressor` node.
-    pub(crate) fn compile(attrs: &Attrs<'_>, classifier: bool) -> Result<Self, LoadError> {
-        let tree_ids = attrs.ints("nodes_treeids");
-        let node_ids = attrs.ints("nodes_nodeids");
-        let feature_ids = attrs.ints("nodes_featureids");
-        let values = attrs.floats("nodes_values")?;
-        let modes = attrs.strings("nodes_modes");
-        let true_ids = attrs.ints("nodes_truenodeids");
-        let false_ids = attrs.ints("nodes_falsenodeids");
-        let missing = attrs.ints("nodes_missing_value_tracks_true");
-        let n = tree_ids.len();
+/// The node attributes of an ensemble, one entry per node, checked to have the same length.
+struct NodeAttrs {
+    tree_ids: Vec<i64>,
+    node_ids: Vec<i64>,
+    feature_ids: Vec<i64>,
+    values: Vec<f32>,
+    modes: Vec<Vec<u8>>,
+    true_ids: Vec<i64>,
+    false_ids: Vec<i64>,
+    missing: Vec<i64>,
+}
+
+impl NodeAttrs {
+    fn read(attrs: &Attrs<'_>) -> Result<Self, LoadError> {
+        let table = NodeAttrs {
+            tree_ids: attrs.ints("nodes_treeids"),
+            node_ids: attrs.ints("nodes_nodeids"),
+            feature_ids: attrs.ints("nodes_featureids"),
+            values: attrs.floats("nodes_values")?,
+            modes: attrs.strings("nodes_modes"),
+            true_ids: attrs.ints("nodes_truenodeids"),
+            false_ids: attrs.ints("nodes_falsenodeids"),
+            missing: attrs.ints("nodes_missing_value_tracks_true"),
+        };
+        let n = table.tree_ids.len();
         if n == 0 {
             return Err(attrs.error("the ensemble has no nodes"));
         }
         for (name, len) in [
-            ("nodes_nodeids", node_ids.len()),
-            ("nodes_featureids", feature_ids.len()),
-            ("nodes_values", values.len()),
-            ("nodes_modes", modes.len()),
-            ("nodes_truenodeids", true_ids.len()),
-            ("nodes_falsenodeids", false_ids.len()),
+            ("nodes_nodeids", table.node_ids.len()),
+            ("nodes_featureids", table.feature_ids.len()),
+            ("nodes_values", table.values.len()),
+            ("nodes_modes", table.modes.len()),
+            ("nodes_truenodeids", table.true_ids.len()),
+            ("nodes_falsenodeids", table.false_ids.len()),
         ] {
             if len != n {
                 return Err(attrs.error(format!("{name} has {len} entries, nodes_treeids {n}")));
             }
         }
-        if !missing.is_empty() && missing.len() != n {
+        if !table.missing.is_empty() && table.missing.len() != n {
             return Err(attrs.error("nodes_missing_value_tracks_true has the wrong length"));
         }
+        Ok(table)
+    }
 
-        let index: HashMap<(i64, i64), u32> = tree_ids
-            .iter()
-            .zip(&node_ids)
-            .enumerate()
-            .map(|(i, (&t, &id))| (t, id, i))
-            .try_fold(HashMap::new(), |mut map, (t, id, i)| {
-                let slot = u32::try_from(i).map_err(|_| attrs.error("too many nodes"))?;
-                match map.insert((t, id), slot) {
-                    None => Ok(map),
-                    Some(_) => Err(attrs.error(format!("node {id} of tree {t} is defined twice"))),
-                }
-            })?;
-        let lookup = |tree: i64, id: i64| {
-            index.get(&(tree, id)).copied().ok_or_else(|| {
-                attrs.error(format!(
-                    "tree {tree} refers to node {id}, which does not exist"
-                ))
-            })
-        };
+    fn len(&self) -> usize {
+        self.tree_ids.len()
+    }
+}
 
-        let mut nodes = Vec::with_capacity(n);
-        let mut max_feature = 0;
-        for i in 0..n {
-            let mode = match modes[i].as_slice() {
-                b"BRANCH_LEQ" => Mode::Leq,
-                b"BRANCH_LT" => Mode::Lt,
-                b"BRANCH_GTE" => Mode::Gte,
-                b"BRANCH_GT" => Mode::Gt,
-                b"BRANCH_EQ" => Mode::Eq,
-                b"BRANCH_NEQ" => Mode::Neq,
-                b"LEAF" => Mode::Leaf,
-                other => {
-                    return Err(attrs.error(format!(
-                        "unknown node mode {:?}",
-                        String::from_utf8_lossy(other)
-                    )));
-                }
-            };
-            let (a, b, feature) = if mode == Mode::Leaf {
-                (0, 0, 0)
-            } else {
-                let feature = usize::try_from(feature_ids[i])
-                    .map_err(|_| attrs.error("negative feature id"))?;
-                max_feature = max_feature.max(feature);
-                (
-                    lookup(tree_ids[i], true_ids[i])?,
-                    lookup(tree_ids[i], false_ids[i])?,
-                    u32::try_from(feature).map_err(|_| attrs.error("feature id out of range"))?,
-                )
-            };
-            nodes.push(Node {
-                mode,
-                feature,
-                threshold: values[i],
-                missing_goes_true: missing.get(i).is_some_and(|&m| m != 0),
-                a,
-                b,
-            });
-        }
+/// Where each `(tree id, node id)` is in the node list.
+struct NodeIndex(HashMap<(i64, i64), u32>);
 
-        // Leaf weights, attached to their leaves in node order so that a leaf's are contiguous.
-        let prefix = if classifier { "class" } else { "target" };
-        let w_trees = attrs.ints(&format!("{prefix}_treeids"));
-        let w_nodes = attrs.ints(&format!("{prefix}_nodeids"));
-        let w_ids = attrs.ints(&format!("{prefix}_ids"));
-        let w_values = attrs.floats(&format!("{prefix}_weights"))?;
-        let m = w_trees.len();
-        if w_nodes.len() != m || w_ids.len() != m || w_values.len() != m {
-            return Err(attrs.error(format!("the {prefix}_* weight lists differ in length")));
+impl NodeIndex {
+    fn new(attrs: &Attrs<'_>, table: &NodeAttrs) -> Result<Self, LoadError> {
+        let mut map = HashMap::with_capacity(table.len());
+        for (i, (&tree, &id)) in table.tree_ids.iter().zip(&table.node_ids).enumerate() {
+            let slot = u32::try_from(i).map_err(|_| attrs.error("too many nodes"))?;
+            if map.insert((tree, id), slot).is_some() {
+                return Err(attrs.error(format!("node {id} of tree {tree} is defined twice")));
+            }
         }
-        let outputs = if classifier {
-            let ints = attrs.ints("classlabels_int64s");
-            let strings = attrs.strings("classlabels_strings");
-            ints.len().max(strings.len())
-        } else {
-            usize::try_from(attrs.int("n_targets", 1))
-                .map_err(|_| attrs.error("n_targets is negative"))?
-        };
-        if outputs == 0 {
-            return Err(attrs.error("no class labels or targets"));
-        }
-        let mut per_leaf: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
-        for j in 0..m {
-            let leaf = lookup(w_trees[j], w_nodes[j])? as usize;
-            if nodes[leaf].mode != Mode::Leaf {
+        Ok(NodeIndex(map))
+    }
+
+    fn get(&self, attrs: &Attrs<'_>, tree: i64, id: i64) -> Result<u32, LoadError> {
+        self.0.get(&(tree, id)).copied().ok_or_else(|| {
+            attrs.error(format!(
+                "tree {tree} refers to node {id}, which does not exist"
+            ))
+        })
+    }
+}
+
+impl Mode {
+    fn parse(attrs: &Attrs<'_>, name: &[u8]) -> Result<Mode, LoadError> {
+        Ok(match name {
+            b"BRANCH_LEQ" => Mode::Leq,
+            b"BRANCH_LT" => Mode::Lt,
+            b"BRANCH_GTE" => Mode::Gte,
+            b"BRANCH_GT" => Mode::Gt,
+            b"BRANCH_EQ" => Mode::Eq,
+            b"BRANCH_NEQ" => Mode::Neq,
+            b"LEAF" => Mode::Leaf,
+            other => {
                 return Err(attrs.error(format!(
-                    "a weight is attached to node {} of tree {}, which is a branch",
-                    w_nodes[j], w_trees[j]
+                    "unknown node mode {:?}",
+                    String::from_utf8_lossy(other)
                 )));
             }
-            let out = usize::try_from(w_ids[j])
-                .ok()
-                .filter(|&o| o < outputs)
-                .ok_or_else(|| attrs.error(format!("{prefix} id {} out of range", w_ids[j])))?;
-            per_leaf[leaf].push((out as u32, w_values[j]));
-        }
-        let mut weights = Vec::with_capacity(m);
-        for (i, leaf_weights) in per_leaf.into_iter().enumerate() {
-            if nodes[i].mode == Mode::Leaf {
-                nodes[i].a = weights.len() as u32;
-                weights.extend(leaf_weights);
-                nodes[i].b = weights.len() as u32;
-            }
-        }
+        })
+    }
+}
 
-        // Roots: the first node of each tree, in order of appearance (ONNX Runtime's rule). A
-        // structure where no node has two parents and no root has one is a forest: no walk can
-        // loop, whatever the file says.
-        let mut parents = vec![0u8; n];
-        for node in nodes.iter().filter(|node| node.mode != Mode::Leaf) {
-            for child in [node.a, node.b] {
-                parents[child as usize] = parents[child as usize].saturating_add(1);
-            }
+impl Aggregate {
+    fn parse(attrs: &Attrs<'_>) -> Result<Aggregate, LoadError> {
+        match attrs.string("aggregate_function", "SUM")?.as_str() {
+            "SUM" => Ok(Aggregate::Sum),
+            "AVERAGE" => Ok(Aggregate::Average),
+            "MIN" => Ok(Aggregate::Min),
+            "MAX" => Ok(Aggregate::Max),
+            other => Err(attrs.error(format!("unknown aggregate_function {other}"))),
         }
-        let mut roots = Vec::new();
-        for i in 0..n {
-            if i == 0 || tree_ids[i] != tree_ids[i - 1] {
-                if roots
-                    .iter()
-                    .any(|&r: &u32| tree_ids[r as usize] == tree_ids[i])
-                {
-                    return Err(attrs.error(format!(
-                        "the nodes of tree {} are not contiguous",
-                        tree_ids[i]
-                    )));
-                }
-                roots.push(i as u32);
-            }
-        }
-        if let Some(i) =
-            (0..n).find(|&i| parents[i] > 1 || (parents[i] > 0 && roots.contains(&(i as u32))))
-        {
+    }
+}
+
+/// The nodes, children resolved to positions, and the widest feature a branch reads.
+fn read_nodes(
+    attrs: &Attrs<'_>,
+    table: &NodeAttrs,
+    index: &NodeIndex,
+) -> Result<(Vec<Node>, usize), LoadError> {
+    let mut nodes = Vec::with_capacity(table.len());
+    let mut max_feature = 0;
+    for i in 0..table.len() {
+        let mode = Mode::parse(attrs, &table.modes[i])?;
+        let (a, b, feature) = if mode == Mode::Leaf {
+            (0, 0, 0)
+        } else {
+            let feature = usize::try_from(table.feature_ids[i])
+                .map_err(|_| attrs.error("negative feature id"))?;
+            max_feature = max_feature.max(feature);
+            (
+                index.get(attrs, table.tree_ids[i], table.true_ids[i])?,
+                index.get(attrs, table.tree_ids[i], table.false_ids[i])?,
+                u32::try_from(feature).map_err(|_| attrs.error("feature id out of range"))?,
+            )
+        };
+        nodes.push(Node {
+            mode,
+            feature,
+            threshold: table.values[i],
+            missing_goes_true: table.missing.get(i).is_some_and(|&m| m != 0),
+            a,
+            b,
+        });
+    }
+    Ok((nodes, max_feature))
+}
+
+/// The number of outputs: class labels, or targets.
+fn output_count(attrs: &Attrs<'_>, classifier: bool) -> Result<usize, LoadError> {
+    let outputs = if classifier {
+        let ints = attrs.ints("classlabels_int64s");
+        let strings = attrs.strings("classlabels_strings");
+        ints.len().max(strings.len())
+    } else {
+        usize::try_from(attrs.int("n_targets", 1))
+            .map_err(|_| attrs.error("n_targets is negative"))?
+    };
+    if outputs == 0 {
+        return Err(attrs.error("no class labels or targets"));
+    }
+    Ok(outputs)
+}
+
+/// The leaves' `(output, weight)` pairs, attached to their leaves in node order so that a leaf's
+/// are contiguous: each leaf's `a..b` becomes its range in the returned list.
+fn attach_weights(
+    attrs: &Attrs<'_>,
+    classifier: bool,
+    outputs: usize,
+    nodes: &mut [Node],
+    index: &NodeIndex,
+) -> Result<Vec<(u32, f32)>, LoadError> {
+    let prefix = if classifier { "class" } else { "target" };
+    let w_trees = attrs.ints(&format!("{prefix}_treeids"));
+    let w_nodes = attrs.ints(&format!("{prefix}_nodeids"));
+    let w_ids = attrs.ints(&format!("{prefix}_ids"));
+    let w_values = attrs.floats(&format!("{prefix}_weights"))?;
+    let m = w_trees.len();
+    if w_nodes.len() != m || w_ids.len() != m || w_values.len() != m {
+        return Err(attrs.error(format!("the {prefix}_* weight lists differ in length")));
+    }
+    let mut per_leaf: Vec<Vec<(u32, f32)>> = vec![Vec::new(); nodes.len()];
+    for j in 0..m {
+        let leaf = index.get(attrs, w_trees[j], w_nodes[j])? as usize;
+        if nodes[leaf].mode != Mode::Leaf {
             return Err(attrs.error(format!(
-                "node {} of tree {} has more than one parent or is a root with a parent: not a tree",
-                node_ids[i], tree_ids[i]
+                "a weight is attached to node {} of tree {}, which is a branch",
+                w_nodes[j], w_trees[j]
             )));
         }
+        let out = usize::try_from(w_ids[j])
+            .ok()
+            .filter(|&o| o < outputs)
+            .ok_or_else(|| attrs.error(format!("{prefix} id {} out of range", w_ids[j])))?;
+        per_leaf[leaf].push((out as u32, w_values[j]));
+    }
+    let mut weights = Vec::with_capacity(m);
+    for (node, leaf_weights) in nodes.iter_mut().zip(per_leaf) {
+        if node.mode == Mode::Leaf {
+            node.a = weights.len() as u32;
+            weights.extend(leaf_weights);
+            node.b = weights.len() as u32;
+        }
+    }
+    Ok(weights)
+}
 
-        let aggregate = match attrs.string("aggregate_function", "SUM")?.as_str() {
-            "SUM" => Aggregate::Sum,
-            "AVERAGE" => Aggregate::Average,
-            "MIN" => Aggregate::Min,
-            "MAX" => Aggregate::Max,
-            other => return Err(attrs.error(format!("unknown aggregate_function {other}"))),
-        };
+/// The roots: the first node of each tree, in order of appearance (ONNX Runtime's rule). A
+/// structure where no node has two parents and no root has one is a forest: no walk can loop,
+/// whatever the file says.
+fn forest_roots(
+    attrs: &Attrs<'_>,
+    table: &NodeAttrs,
+    nodes: &[Node],
+) -> Result<Vec<u32>, LoadError> {
+    let tree_ids = &table.tree_ids;
+    let mut parents = vec![0u8; nodes.len()];
+    for node in nodes.iter().filter(|node| node.mode != Mode::Leaf) {
+        for child in [node.a, node.b] {
+            parents[child as usize] = parents[child as usize].saturating_add(1);
+        }
+    }
+    let mut roots = Vec::new();
+    for i in 0..nodes.len() {
+        if i == 0 || tree_ids[i] != tree_ids[i - 1] {
+            if roots
+                .iter()
+                .any(|&r: &u32| tree_ids[r as usize] == tree_ids[i])
+            {
+                return Err(attrs.error(format!(
+                    "the nodes of tree {} are not contiguous",
+                    tree_ids[i]
+                )));
+            }
+            roots.push(i as u32);
+        }
+    }
+    if let Some(i) = (0..nodes.len())
+        .find(|&i| parents[i] > 1 || (parents[i] > 0 && roots.contains(&(i as u32))))
+    {
+        return Err(attrs.error(format!(
+            "node {} of tree {} has more than one parent or is a root with a parent: not a tree",
+            table.node_ids[i], tree_ids[i]
+        )));
+    }
+    Ok(roots)
+}
+
+impl TreeEnsemble {
+    /// Compiles a `TreeEnsembleClassifier` (`classifier`) or `TreeEnsembleRegressor` node.
+    pub(crate) fn compile(attrs: &Attrs<'_>, classifier: bool) -> Result<Self, LoadError> {
+        let table = NodeAttrs::read(attrs)?;
+        let index = NodeIndex::new(attrs, &table)?;
+        let (mut nodes, max_feature) = read_nodes(attrs, &table, &index)?;
+        let outputs = output_count(attrs, classifier)?;
+        let weights = attach_weights(attrs, classifier, outputs, &mut nodes, &index)?;
+        let roots = forest_roots(attrs, &table, &nodes)?;
+        let aggregate = Aggregate::parse(attrs)?;
         let base_values = attrs.floats("base_values")?;
         if base_values.len() > outputs.max(1) {
             return Err(attrs.error("more base_values than outputs"));
         }
         let post = PostTransform::parse(attrs)?;
-        let distinct: std::collections::HashSet<u32> = weights.iter().map(|w| w.0).collect();
         if max_feature > usize::from(u16::MAX) || outputs > usize::from(u16::MAX) {
             return Err(attrs.error("more than 65,535 features or outputs"));
         }
+        let distinct: std::collections::HashSet<u32> = weights.iter().map(|w| w.0).collect();
         let layout = pack(&nodes, &roots);
         let mut modes = nodes
             .iter()
@@ -396,16 +473,16 @@ impl TreeEnsemble {
                 let v = x[usize::from(node.feature)];
                 let t = node.value;
                 let compared = match node.kind {
-                    k if k == Mode::Leq as u8 => v <= t,
-                    k if k == Mode::Lt as u8 => v < t,
-                    k if k == Mode::Gte as u8 => v >= t,
-                    k if k == Mode::Gt as u8 => v > t,
-                    k if k == Mode::Eq as u8 => v == t,
-                    k if k == Mode::Neq as u8 => v != t,
-                    _ => false,
+                    Mode::Leq => v <= t,
+                    Mode::Lt => v < t,
+                    Mode::Gte => v >= t,
+                    Mode::Gt => v > t,
+                    Mode::Eq => v == t,
+                    Mode::Neq => v != t,
+                    Mode::Leaf => false,
                 };
                 let go_true =
-                    (node.kind != LEAF) & (compared | (node.missing_goes_true & v.is_nan()));
+                    (node.kind != Mode::Leaf) & (compared | (node.missing_goes_true & v.is_nan()));
                 *i = if go_true { *i + 1 } else { node.next };
             }
         }
@@ -522,7 +599,7 @@ fn pack(nodes: &[Node], roots: &[u32]) -> Layout {
                     value: f32::NAN,
                     next: here as u32,
                     feature: 0,
-                    kind: LEAF,
+                    kind: Mode::Leaf,
                     missing_goes_true: false,
                 });
                 leaf_weights.push((node.a, node.b));
@@ -531,7 +608,7 @@ fn pack(nodes: &[Node], roots: &[u32]) -> Layout {
                     value: node.threshold,
                     next: 0,
                     feature: node.feature as u16,
-                    kind: node.mode as u8,
+                    kind: node.mode,
                     missing_goes_true: node.missing_goes_true,
                 });
                 leaf_weights.push((0, 0));
