@@ -81,9 +81,10 @@ pub(crate) enum ApiError {
     /// The store cannot be reached or is too slow; the cause is logged, never answered.
     #[error("store unavailable")]
     StoreUnavailable(#[source] StoreError),
-    /// The store failed; the cause is logged, never answered.
-    #[error("store failed")]
-    Internal(#[source] StoreError),
+    /// A fault inside the service (the store answered nonsense, say); the cause is logged,
+    /// never answered.
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No API key, or one the service does not know.
     #[error("unauthorized")]
     Unauthorized {
@@ -117,7 +118,7 @@ impl From<ScoreError> for ApiError {
             ScoreError::Invalid(e) => ApiError::Invalid(e),
             ScoreError::Conflict => ApiError::Conflict,
             ScoreError::Store(e @ StoreError::Unavailable(_)) => ApiError::StoreUnavailable(e),
-            ScoreError::Store(e) => ApiError::Internal(e),
+            ScoreError::Store(e) => ApiError::Internal(Box::new(e)),
         }
     }
 }

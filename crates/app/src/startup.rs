@@ -22,7 +22,7 @@ use crate::limits::InFlightLimit;
 use crate::metered::{MeteredModel, MeteredStore};
 use crate::metrics::{Metrics, metrics_endpoint, track_http};
 use crate::model::{ReloadableModel, reload_on_hangup};
-use crate::routes::{self, ApiDoc, Intake, OpenApiJson, Scoring};
+use crate::routes::{self, ApiDoc, Intake, OpenApiJson, Scoring, ServiceInfo, SwaggerUi};
 use crate::system_clock::SystemClock;
 
 /// Largest accepted request body.
@@ -69,6 +69,8 @@ struct ApiState {
     scoring_over: ScoringOver,
     metrics: web::Data<Metrics>,
     openapi: web::Data<OpenApiJson>,
+    swagger: web::Data<SwaggerUi>,
+    service_info: web::Data<ServiceInfo>,
     admission: web::Data<Admission>,
     intake: web::Data<Intake>,
     /// Whether `/metrics` is served on the API's listener.
@@ -108,6 +110,8 @@ impl Application {
                     .to_json()
                     .context("rendering the OpenAPI document")?,
             )),
+            swagger: web::Data::new(SwaggerUi::new()),
+            service_info: web::Data::new(ServiceInfo::new(settings.metrics_listen.is_none())),
             admission: web::Data::new(Admission::new(
                 settings.api_keys.clone(),
                 settings.rate_limit,
@@ -295,6 +299,8 @@ fn create_app(
         scoring_over,
         metrics,
         openapi,
+        swagger,
+        service_info,
         admission,
         intake,
         metrics_here,
@@ -324,6 +330,8 @@ fn create_app(
         .wrap(TracingLogger::default())
         .app_data(metrics)
         .app_data(openapi)
+        .app_data(swagger)
+        .app_data(service_info)
         .app_data(admission)
         .app_data(intake)
         .configure(|cfg| routes::configure(cfg, metrics_here))

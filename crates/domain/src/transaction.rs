@@ -81,15 +81,32 @@ pub struct TransactionInput {
 }
 
 /// A customer's identifier: 1 to 256 characters, no control characters. Any other character,
-/// braces, colons and spaces included, is part of the id as sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// braces, colons and spaces included, is part of the id as sent. Deserialising one validates it,
+/// so a stored answer read back passes the same checks as a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct CustomerId(String);
 
 /// A transaction's identifier, unique per customer; same rules as [`CustomerId`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct TransactionId(String);
+
+/// `Deserialize` through the type's own `parse`: no value that validation refuses can be read
+/// back from a store either.
+macro_rules! deserialize_by_parsing {
+    ($name:ident) => {
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+deserialize_by_parsing!(CustomerId);
+deserialize_by_parsing!(TransactionId);
+deserialize_by_parsing!(CardBin);
 
 macro_rules! identifier {
     ($name:ident) => {
@@ -118,7 +135,7 @@ identifier!(CustomerId);
 identifier!(TransactionId);
 
 /// A card's issuer identification number (BIN/IIN): 6 to 8 ASCII digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct CardBin(String);
 

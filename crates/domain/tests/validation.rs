@@ -511,3 +511,24 @@ fn fingerprints_tell_retries_from_different_transactions() {
         assert_ne!(base, fp(other));
     }
 }
+
+#[test]
+fn ids_read_back_from_a_store_pass_the_same_checks_as_a_request() {
+    use antifraud_domain::{CardBin, CustomerId, TransactionId};
+    let customer: CustomerId = serde_json::from_str(r#""cust: {42}""#).expect("a valid id");
+    assert_eq!(customer.as_str(), "cust: {42}");
+    let long = format!("\"{}\"", "x".repeat(257));
+    for bad in [r#""""#, r#""   ""#, r#""a\u0000b""#, long.as_str()] {
+        assert!(serde_json::from_str::<CustomerId>(bad).is_err(), "{bad}");
+        assert!(serde_json::from_str::<TransactionId>(bad).is_err(), "{bad}");
+    }
+    assert!(serde_json::from_str::<CardBin>(r#""411111""#).is_ok());
+    for bad in [r#""41111""#, r#""41111x""#, r#""411111111""#] {
+        assert!(serde_json::from_str::<CardBin>(bad).is_err(), "{bad}");
+    }
+    // Serialising is unchanged: the id as sent, a plain string.
+    assert_eq!(
+        serde_json::to_string(&customer).expect("serialises"),
+        r#""cust: {42}""#
+    );
+}

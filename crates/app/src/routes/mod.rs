@@ -12,7 +12,7 @@ use crate::admission;
 use crate::dto::{ScoreResponse, TransactionRequest};
 use crate::metrics::metrics_endpoint;
 use crate::problem::{ApiError, FieldProblem, Problem};
-pub(crate) use api_docs::OpenApiJson;
+pub(crate) use api_docs::{OpenApiJson, ServiceInfo, SwaggerUi};
 pub(crate) use transactions::{Intake, Scoring, parse_body};
 
 /// The OpenAPI 3 document of the API, served at `/api-docs/openapi.json`.
@@ -24,12 +24,13 @@ pub(crate) use transactions::{Intake, Scoring, parse_body};
                        the customer's rolling statistics over 3, 6, 12 and 24 hours, and scores it \
                        with a fraud model under a latency budget."
     ),
-    paths(transactions::score_transaction, health::live, health::ready, health::health),
+    paths(transactions::score_transaction, health::live, health::ready, health::health, api_docs::root),
     modifiers(&ApiKeyScheme),
-    components(schemas(TransactionRequest, ScoreResponse, Problem, FieldProblem, health::Readiness)),
+    components(schemas(TransactionRequest, ScoreResponse, Problem, FieldProblem, health::Readiness, api_docs::ServiceInfo)),
     tags(
         (name = "scoring", description = "Transaction scoring"),
-        (name = "health", description = "Liveness and readiness probes")
+        (name = "health", description = "Liveness and readiness probes"),
+        (name = "service", description = "What the service is and where its docs are")
     )
 )]
 pub struct ApiDoc;
@@ -59,16 +60,19 @@ impl Modify for ApiKeyScheme {
 /// The routing table: every path, and who may call it. Shared by the server and nothing else.
 /// Any other method on a known path gets 405 with `Allow`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, metrics_here: bool) {
-    // Open to anyone: probes for orchestrators and load balancers, and the API's description
-    // (it holds nothing secret).
+    // Open to anyone: what the service is, probes for orchestrators and load balancers, and the
+    // API's description and docs (they hold nothing secret).
     for (path, handler) in [
+        ("/", web::get().to(api_docs::root)),
         ("/health/live", web::get().to(health::live)),
         ("/health/ready", web::get().to(health::ready)),
         ("/health", web::get().to(health::health)),
         (
-            "/api-docs/openapi.json",
+            api_docs::OPENAPI_PATH,
             web::get().to(api_docs::openapi_json),
         ),
+        ("/docs", web::get().to(api_docs::docs_redirect)),
+        ("/docs/{file:.*}", web::get().to(api_docs::docs)),
     ] {
         cfg.service(get_only(path, handler));
     }

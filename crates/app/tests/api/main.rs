@@ -1,6 +1,7 @@
 //! API tests: each starts the real server on a free port and speaks HTTP to it.
 
 mod config;
+mod docs;
 mod fake_model;
 mod health;
 mod helpers;
