@@ -71,6 +71,24 @@ impl Fuzz {
         std::fs::create_dir_all(&corpus).context("creating the corpus directory")?;
         let artifacts = fuzz_dir.join("artifacts").join(target.name);
         std::fs::create_dir_all(&artifacts).context("creating the artifacts directory")?;
+        // Built first, so that a build failure is not reported as a finding.
+        let build = [
+            "fuzz".to_owned(),
+            "build".to_owned(),
+            "--fuzz-dir".to_owned(),
+            fuzz_dir.display().to_string(),
+            target.name.to_owned(),
+        ];
+        println!("$ RUSTC_BOOTSTRAP=1 cargo {}", build.join(" "));
+        let built = Command::new(cargo_path())
+            .args(&build)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .current_dir(&fuzz_dir)
+            .status()
+            .context("cannot run cargo fuzz")?;
+        if !built.success() {
+            bail!("cannot build the fuzz target {} ({built})", target.name);
+        }
         let mut args = vec![
             "fuzz".to_owned(),
             "run".to_owned(),

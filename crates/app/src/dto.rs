@@ -1,7 +1,7 @@
 //! The HTTP API's bodies, kept apart from the domain's models: the wire format can evolve
 //! without touching the domain, and the domain knows nothing of JSON or OpenAPI.
 
-use antifraud_domain::{Assessment, TransactionInput, Window};
+use antifraud_domain::{Assessment, MAX_ID_CHARS, MAX_TEXT_CHARS, TransactionInput, Window};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -30,23 +30,11 @@ use utoipa::ToSchema;
 }))]
 pub(crate) struct TransactionRequest {
     /// Required. The paying customer: 1 to 256 characters, no control characters.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(required = true, nullable = false)]
     pub customer_id: Option<String>,
     /// Required. Unique per customer; the idempotency key with `customer_id`. 1 to 256
     /// characters, no control characters.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(required = true, nullable = false)]
     pub transaction_id: Option<String>,
     /// Required. Amount in `currency`, 0 to 1e12.
     #[schema(required = true, nullable = false, minimum = 0, maximum = 1e12)]
@@ -70,13 +58,7 @@ pub(crate) struct TransactionRequest {
     )]
     pub kind: Option<i64>,
     /// Required. The merchant: 1 to 256 characters, no control characters.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(required = true, nullable = false)]
     pub merchant_id: Option<String>,
     /// Required. The card's BIN: 6 to 8 digits, as a string or a JSON integer.
     #[serde(default, deserialize_with = "string_or_integer")]
@@ -92,31 +74,13 @@ pub(crate) struct TransactionRequest {
     )]
     pub ip_address: Option<String>,
     /// Required. The payer's device: 1 to 256 characters, no control characters.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 256,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(required = true, nullable = false)]
     pub device_id: Option<String>,
     /// Required. Where the payment happened, free text up to 128 characters.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(required = true, nullable = false)]
     pub location: Option<String>,
     /// Required. Payment channel, such as `online`, `pos`, `atm`, `mobile`; up to 128 characters.
-    #[schema(
-        required = true,
-        nullable = false,
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
+    #[schema(required = true, nullable = false)]
     pub channel: Option<String>,
     /// Required. Event time, RFC 3339 with an offset; at most 24 h old and 5 min ahead.
     #[schema(required = true, nullable = false, format = DateTime)]
@@ -142,14 +106,48 @@ pub(crate) struct TransactionRequest {
     #[schema(max_items = 32)]
     pub customer_segments: Option<Vec<String>>,
     /// Merchant category, up to 128 characters.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
     pub transaction_category: Option<String>,
     /// The client flags the amount as high.
     pub is_high_value: Option<bool>,
+}
+
+/// A text with at least one character that is not blank, and no control characters: what the
+/// domain's text check accepts.
+const TEXT_PATTERN: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+
+/// The request's text fields and their longest length, from the domain's own limits.
+const TEXT_FIELDS: [(&str, usize); 7] = [
+    ("customer_id", MAX_ID_CHARS),
+    ("transaction_id", MAX_ID_CHARS),
+    ("merchant_id", MAX_ID_CHARS),
+    ("device_id", MAX_ID_CHARS),
+    ("location", MAX_TEXT_CHARS),
+    ("channel", MAX_TEXT_CHARS),
+    ("transaction_category", MAX_TEXT_CHARS),
+];
+
+/// Writes the text fields' limits into the OpenAPI document (`TransactionRequest`), once for all
+/// of them: 1 to the domain's maximum characters, [`TEXT_PATTERN`].
+pub(crate) struct TextLimits;
+
+impl utoipa::Modify for TextLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, schema::Schema};
+        let request = openapi
+            .components
+            .as_mut()
+            .and_then(|components| components.schemas.get_mut("TransactionRequest"));
+        let Some(RefOr::T(Schema::Object(request))) = request else {
+            return;
+        };
+        for (field, max) in TEXT_FIELDS {
+            if let Some(RefOr::T(Schema::Object(property))) = request.properties.get_mut(field) {
+                property.min_length = Some(1);
+                property.max_length = Some(max);
+                property.pattern = Some(TEXT_PATTERN.to_owned());
+            }
+        }
+    }
 }
 
 /// Reads an integer, also when written with a zero fraction (`205.0`): JSON has one number type,

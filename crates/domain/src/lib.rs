@@ -56,7 +56,8 @@ pub use scoring::{
 };
 pub use store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
 pub use transaction::{
-    CardBin, CustomerId, MAX_FUTURE_SKEW, RETENTION, Transaction, TransactionId, TransactionInput,
+    CardBin, CustomerId, MAX_FUTURE_SKEW, MAX_ID_CHARS, MAX_TEXT_CHARS, RETENTION, Transaction,
+    TransactionId, TransactionInput,
 };
 pub use validation::{FieldError, ValidationError, Violation};
 pub use window::{Window, WindowStat, WindowStats};

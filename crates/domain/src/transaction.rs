@@ -19,9 +19,9 @@ pub const RETENTION: Duration = Duration::hours(24);
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
 
 /// Longest identifier, in characters.
-const MAX_ID_CHARS: usize = 256;
+pub const MAX_ID_CHARS: usize = 256;
 /// Longest free-text field (location, channel, category, segment), in characters.
-const MAX_TEXT_CHARS: usize = 128;
+pub const MAX_TEXT_CHARS: usize = 128;
 /// Most customer segments on one transaction.
 const MAX_SEGMENTS: usize = 32;
 /// Largest accepted amount: far above any card payment, small enough that a day of sums stays

@@ -131,33 +131,10 @@ mod tests {
             (at - Duration::hours(12), 60.0),      // outside 12 h, inside 24 h
         ];
         let stats = WindowStats::aggregate(at, history);
+        // (count, sum) over 3, 6, 12 and 24 h.
         assert_eq!(
-            stats.get(Window::Hours3),
-            WindowStat {
-                count: 2,
-                sum: 40.0
-            }
-        );
-        assert_eq!(
-            stats.get(Window::Hours6),
-            WindowStat {
-                count: 3,
-                sum: 60.0
-            }
-        );
-        assert_eq!(
-            stats.get(Window::Hours12),
-            WindowStat {
-                count: 3,
-                sum: 60.0
-            }
-        );
-        assert_eq!(
-            stats.get(Window::Hours24),
-            WindowStat {
-                count: 4,
-                sum: 120.0
-            }
+            Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum)),
+            [(2, 40.0), (3, 60.0), (3, 60.0), (4, 120.0)]
         );
         assert_eq!(stats.get(Window::Hours24).average(), 30.0);
     }

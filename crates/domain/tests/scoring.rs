@@ -69,6 +69,21 @@ fn recording_store() -> MockTransactionStore {
     store
 }
 
+/// A store whose `record` answers `record`, and whose `commit` answers `commit` (or must never
+/// be called, for `None`).
+fn store_answering(
+    record: fn() -> Result<RecordOutcome, StoreError>,
+    commit: Option<fn() -> Result<CommitOutcome, StoreError>>,
+) -> MockTransactionStore {
+    let mut store = MockTransactionStore::new();
+    store.expect_record().returning(move |_, _, _| record());
+    match commit {
+        Some(commit) => store.expect_commit().returning(move |_, _| commit()),
+        None => store.expect_commit().never(),
+    };
+    store
+}
+
 fn model_answering(answer: fn() -> Result<f64, ModelError>) -> MockFraudModel {
     let mut model = MockFraudModel::new();
     model.expect_identity().returning(identity);
@@ -227,11 +242,7 @@ fn saved() -> Assessment {
 
 #[test]
 fn a_retry_of_an_assessed_transaction_replays_it_without_asking_the_model() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Ok(RecordOutcome::Replayed(saved())));
-    store.expect_commit().never();
+    let store = store_answering(|| Ok(RecordOutcome::Replayed(saved())), None);
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
 
@@ -243,13 +254,10 @@ fn a_retry_of_an_assessed_transaction_replays_it_without_asking_the_model() {
 
 #[test]
 fn a_duplicate_that_loses_the_commit_race_answers_with_the_winner() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
-    store
-        .expect_commit()
-        .returning(|_, _| Ok(CommitOutcome::AlreadySaved(saved())));
+    let store = store_answering(
+        || Ok(RecordOutcome::Recorded(stats())),
+        Some(|| Ok(CommitOutcome::AlreadySaved(saved()))),
+    );
     let model = model_answering(|| Ok(0.99));
 
     let scored = block_on(service(store, model).score(input())).expect("scored");
@@ -260,11 +268,7 @@ fn a_duplicate_that_loses_the_commit_race_answers_with_the_winner() {
 
 #[test]
 fn reused_ids_with_another_payload_are_a_conflict() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Ok(RecordOutcome::Conflict));
-    store.expect_commit().never();
+    let store = store_answering(|| Ok(RecordOutcome::Conflict), None);
     let result = block_on(service(store, MockFraudModel::new()).score(input()));
     assert!(matches!(result, Err(ScoreError::Conflict)), "{result:?}");
 }
@@ -289,10 +293,10 @@ fn invalid_input_is_refused_before_the_store_is_touched() {
 
 #[test]
 fn a_store_failure_is_reported_and_nothing_is_scored() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Err(StoreError::Unavailable("connection refused".into())));
+    let store = store_answering(
+        || Err(StoreError::Unavailable("connection refused".into())),
+        None,
+    );
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
     let result = block_on(service(store, model).score(input()));
@@ -319,11 +323,7 @@ fn degrading() -> ScoringPolicy {
 
 #[test]
 fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Err(StoreError::Unavailable("timed out".into())));
-    store.expect_commit().never();
+    let store = store_answering(|| Err(StoreError::Unavailable("timed out".into())), None);
     let model = model_answering(|| Ok(0.2));
     let service = ScoringService::new(store, model, clock(), degrading());
 
@@ -346,13 +346,10 @@ fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
 
 #[test]
 fn with_the_degrade_policy_a_failed_commit_is_marked_degraded() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
-    store
-        .expect_commit()
-        .returning(|_, _| Err(StoreError::Unavailable("timed out".into())));
+    let store = store_answering(
+        || Ok(RecordOutcome::Recorded(stats())),
+        Some(|| Err(StoreError::Unavailable("timed out".into()))),
+    );
     let service = ScoringService::new(store, model_answering(|| Ok(0.2)), clock(), degrading());
 
     let a = block_on(service.score(input())).expect("scored").assessment;
@@ -363,10 +360,7 @@ fn with_the_degrade_policy_a_failed_commit_is_marked_degraded() {
 
 #[test]
 fn the_degrade_policy_does_not_hide_internal_store_errors() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Err(StoreError::Internal("broken script".into())));
+    let store = store_answering(|| Err(StoreError::Internal("broken script".into())), None);
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
     let service = ScoringService::new(store, model, clock(), degrading());
@@ -379,13 +373,10 @@ fn the_degrade_policy_does_not_hide_internal_store_errors() {
 
 #[test]
 fn with_the_reject_policy_a_failed_commit_is_an_error() {
-    let mut store = MockTransactionStore::new();
-    store
-        .expect_record()
-        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
-    store
-        .expect_commit()
-        .returning(|_, _| Err(StoreError::Unavailable("timed out".into())));
+    let store = store_answering(
+        || Ok(RecordOutcome::Recorded(stats())),
+        Some(|| Err(StoreError::Unavailable("timed out".into()))),
+    );
     let result = block_on(service(store, model_answering(|| Ok(0.2))).score(input()));
     assert!(
         matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),

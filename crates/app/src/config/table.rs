@@ -72,7 +72,13 @@ settings! {
         env: "ANTIFRAUD_STORE_FAILURE_POLICY",
         value: "POLICY",
         default: "reject",
-        parse: store_failure_policy,
+        parse: |text| keyword(
+            text,
+            &[
+                ("reject", StoreFailurePolicy::Reject),
+                ("degrade", StoreFailurePolicy::Degrade),
+            ]
+        ),
     }
     /// Fraud model: `shipped` (the trained model in the binary), `builtin` (the logistic
     /// baseline), `onnx:PATH` (an ONNX file; SIGHUP reloads it) or
@@ -114,7 +120,7 @@ settings! {
         env: "ANTIFRAUD_LOG_FORMAT",
         value: "FORMAT",
         default: "text",
-        parse: log_format,
+        parse: |text| keyword(text, &[("text", LogFormat::Text), ("json", LogFormat::Json)]),
     }
     /// OTLP collector to export traces to, such as http://127.0.0.1:4317. Reads the standard
     /// OpenTelemetry variable.
@@ -131,7 +137,13 @@ settings! {
         env: "OTEL_EXPORTER_OTLP_PROTOCOL",
         value: "PROTOCOL",
         default: "grpc",
-        parse: otlp_protocol,
+        parse: |text| keyword(
+            text,
+            &[
+                ("grpc", OtlpProtocol::Grpc),
+                ("http/protobuf", OtlpProtocol::HttpProtobuf),
+            ]
+        ),
     }
     /// File of API keys, one per line (`#` starts a comment). Callers send
     /// `Authorization: Bearer <key>`. Without keys the service only listens on loopback.
@@ -270,26 +282,13 @@ fn rate(text: &str) -> Result<f64, String> {
     }
 }
 
-fn store_failure_policy(text: &str) -> Result<StoreFailurePolicy, String> {
-    match text {
-        "reject" => Ok(StoreFailurePolicy::Reject),
-        "degrade" => Ok(StoreFailurePolicy::Degrade),
-        _ => Err("expected reject or degrade".to_owned()),
-    }
-}
-
-fn log_format(text: &str) -> Result<LogFormat, String> {
-    match text {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err("expected text or json".to_owned()),
-    }
-}
-
-fn otlp_protocol(text: &str) -> Result<OtlpProtocol, String> {
-    match text {
-        "grpc" => Ok(OtlpProtocol::Grpc),
-        "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
-        _ => Err("expected grpc or http/protobuf".to_owned()),
+/// One of a few keywords; the error lists them all.
+fn keyword<T: Copy>(text: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    match choices.iter().find(|(name, _)| *name == text) {
+        Some((_, value)) => Ok(*value),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            Err(format!("expected {}", names.join(" or ")))
+        }
     }
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::admission;
-use crate::dto::{ScoreResponse, TransactionRequest};
+use crate::dto::{ScoreResponse, TextLimits, TransactionRequest};
 use crate::metrics::metrics_endpoint;
 use crate::problem::{ApiError, FieldProblem, Problem};
 pub(crate) use api_docs::{OpenApiJson, ServiceInfo, SwaggerUi};
@@ -25,7 +25,7 @@ pub(crate) use transactions::{Intake, Scoring, parse_body};
                        with a fraud model under a latency budget."
     ),
     paths(transactions::score_transaction, health::live, health::ready, health::health, api_docs::root),
-    modifiers(&ApiKeyScheme),
+    modifiers(&ApiKeyScheme, &TextLimits),
     components(schemas(TransactionRequest, ScoreResponse, Problem, FieldProblem, health::Readiness, api_docs::ServiceInfo)),
     tags(
         (name = "scoring", description = "Transaction scoring"),

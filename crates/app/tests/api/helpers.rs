@@ -7,6 +7,36 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+/// The request's required fields, in the order a 422 lists them.
+pub(crate) const REQUIRED_FIELDS: [&str; 12] = [
+    "customer_id",
+    "transaction_id",
+    "amount",
+    "currency",
+    "type",
+    "merchant_id",
+    "card_bin",
+    "ip_address",
+    "device_id",
+    "location",
+    "channel",
+    "timestamp",
+];
+
+/// The request's optional fields.
+pub(crate) const OPTIONAL_FIELDS: [&str; 10] = [
+    "is_fraud",
+    "merchant_risk_score",
+    "card_risk_score",
+    "customer_risk_score",
+    "is_velocity_alert",
+    "is_location_alert",
+    "is_device_alert",
+    "customer_segments",
+    "transaction_category",
+    "is_high_value",
+];
+
 /// A running server with its own empty store.
 pub(crate) struct TestApp {
     pub(crate) address: String,
