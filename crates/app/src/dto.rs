@@ -1,7 +1,9 @@
 //! The HTTP API's bodies, kept apart from the domain's models: the wire format can evolve
 //! without touching the domain, and the domain knows nothing of JSON or OpenAPI.
 
-use antifraud_domain::{Assessment, MAX_ID_CHARS, MAX_TEXT_CHARS, TransactionInput, Window};
+use antifraud_domain::{
+    Assessment, MAX_ID_CHARS, MAX_TEXT_CHARS, Milliseconds, TransactionInput, Window,
+};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
@@ -264,7 +266,8 @@ impl From<TransactionRequest> for TransactionInput {
     "transaction_id": "tx-2026-11-25-0001",
     "scoring": 0.0713,
     "is_fraud": false,
-    "processing_time_ms": 0.21,
+    "processing_time_ms": 1,
+    "processing_time_us": 212,
     "customer_transaction_count_3h": 1,
     "customer_transaction_count_6h": 1,
     "customer_transaction_count_12h": 2,
@@ -286,8 +289,15 @@ pub(crate) struct ScoreResponse {
     pub scoring: f64,
     /// `scoring` is at or above the configured fraud threshold.
     pub is_fraud: bool,
-    /// Time from reception to the decision, in milliseconds.
-    pub processing_time_ms: f64,
+    /// Time from the request's arrival to the answer, in whole milliseconds, rounded up.
+    /// (Answers saved by earlier versions, which wrote a fraction, replay it as it was sent.)
+    #[schema(value_type = u64, minimum = 0)]
+    pub processing_time_ms: serde_json::Number,
+    /// The same time in whole microseconds, rounded up: the precise figure. Absent only from
+    /// answers saved by earlier versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    pub processing_time_us: Option<u64>,
     /// The customer's transactions with a timestamp in (t − 3 h, t], this one included.
     pub customer_transaction_count_3h: u64,
     /// As above over 6 h.
@@ -340,7 +350,12 @@ impl From<Assessment> for ScoreResponse {
             transaction_id: a.transaction_id.to_string(),
             scoring: a.score,
             is_fraud: a.is_fraud,
-            processing_time_ms: a.processing_time_ms,
+            processing_time_ms: match a.processing_time.millis() {
+                Milliseconds::Whole(ms) => ms.into(),
+                // A finite figure, as it was first written; NaN cannot have been saved as JSON.
+                Milliseconds::Fraction(ms) => serde_json::Number::from_f64(ms).unwrap_or(0.into()),
+            },
+            processing_time_us: a.processing_time.micros(),
             model_name: a.model.name,
             model_version: a.model.version,
             model_status: a.model_status.as_str().to_owned(),

@@ -252,7 +252,9 @@ impl ApiError {
                 vec![],
             ),
             ApiError::StoreUnavailable(_) => (
-                "the transaction was not scored; retrying with the same ids is safe".to_owned(),
+                "the outcome is unknown: the transaction may or may not be recorded; retry with the \
+                 same body, which never counts it twice"
+                    .to_owned(),
                 vec![],
             ),
             ApiError::Internal(_) => ("see the service's logs".to_owned(), vec![]),

@@ -1,5 +1,7 @@
 //! The outcome of scoring one transaction.
 
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -29,9 +31,98 @@ pub struct Assessment {
     /// alone, or the assessment could not be saved for replay.
     #[serde(default)]
     pub degraded: bool,
-    /// Time from reception to the decision, in milliseconds.
-    pub processing_time_ms: f64,
+    /// How long the service took, from the request's first byte to the final answer.
+    #[serde(flatten)]
+    pub processing_time: ProcessingTime,
     /// When the decision was made, UTC.
     #[serde(with = "time::serde::rfc3339")]
     pub processed_at: OffsetDateTime,
+}
+
+/// How long the service took to answer one request, as saved with its assessment.
+///
+/// Answers saved before whole microseconds were kept carry a fractional millisecond figure
+/// instead; it is replayed exactly as it was first sent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ProcessingTime {
+    /// Whole microseconds, rounded up.
+    Measured {
+        /// The time in µs.
+        processing_time_us: u64,
+    },
+    /// A fractional millisecond figure, as saved by earlier versions.
+    Legacy {
+        /// The time in ms.
+        processing_time_ms: f64,
+    },
+}
+
+/// The millisecond figure of a [`ProcessingTime`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Milliseconds {
+    /// Whole milliseconds, rounded up: what the API answers.
+    Whole(u64),
+    /// An earlier version's fractional figure, replayed as it was.
+    Fraction(f64),
+}
+
+impl ProcessingTime {
+    /// The time since `started`.
+    pub fn since(started: Instant) -> Self {
+        Self::of(started.elapsed())
+    }
+
+    /// A duration, rounded up to whole microseconds (a nonzero time never reads as 0).
+    pub fn of(elapsed: Duration) -> Self {
+        ProcessingTime::Measured {
+            processing_time_us: u64::try_from(elapsed.as_nanos().div_ceil(1_000))
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Whole microseconds, when measured so.
+    pub fn micros(&self) -> Option<u64> {
+        match *self {
+            ProcessingTime::Measured { processing_time_us } => Some(processing_time_us),
+            ProcessingTime::Legacy { .. } => None,
+        }
+    }
+
+    /// The milliseconds figure: whole, rounded up, or an earlier version's fraction.
+    pub fn millis(&self) -> Milliseconds {
+        match *self {
+            ProcessingTime::Measured { processing_time_us } => {
+                Milliseconds::Whole(processing_time_us.div_ceil(1_000))
+            }
+            ProcessingTime::Legacy { processing_time_ms } => {
+                Milliseconds::Fraction(processing_time_ms)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_round_up_to_whole_units_and_old_answers_keep_their_figure() {
+        let t = ProcessingTime::of(Duration::from_nanos(137_001));
+        assert_eq!(t.micros(), Some(138));
+        assert_eq!(t.millis(), Milliseconds::Whole(1));
+        assert_eq!(
+            ProcessingTime::of(Duration::from_micros(2_000)).millis(),
+            Milliseconds::Whole(2)
+        );
+        assert_eq!(
+            ProcessingTime::of(Duration::ZERO).millis(),
+            Milliseconds::Whole(0)
+        );
+        let legacy = ProcessingTime::Legacy {
+            processing_time_ms: 0.137,
+        };
+        assert_eq!(legacy.micros(), None);
+        assert_eq!(legacy.millis(), Milliseconds::Fraction(0.137));
+    }
 }

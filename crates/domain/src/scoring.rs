@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::assessment::Assessment;
+use crate::assessment::{Assessment, ProcessingTime};
 use crate::clock::Clock;
 use crate::features::Features;
 use crate::model::{FraudModel, ModelStatus};
@@ -184,12 +184,16 @@ where
 
     /// Scores one transaction: validates it, records it with its statistics, asks the model within
     /// the budget and saves the assessment. A retry of an assessed transaction returns the saved
-    /// assessment with `replayed` set.
+    /// assessment with `replayed` set. `started` is when the request began (its first byte, as
+    /// near as the caller knows): the answer's processing time counts from there.
     ///
     /// # Errors
     /// See [`ScoreError`]. A slow or failing model is not an error: the default score is used.
-    pub async fn score(&self, input: TransactionInput) -> Result<Scored, ScoreError> {
-        let started = Instant::now();
+    pub async fn score(
+        &self,
+        input: TransactionInput,
+        started: Instant,
+    ) -> Result<Scored, ScoreError> {
         let received_at = self.clock.now();
         // A span of its own, so a trace shows validation apart from the store and the model.
         let tx = tracing::info_span!("validate").in_scope(|| input.validate(received_at))?;
@@ -222,8 +226,8 @@ where
             model: self.model.identity(),
             model_status,
             degraded: !recorded,
-            // Whole microseconds: finer digits are noise.
-            processing_time_ms: started.elapsed().as_micros() as f64 / 1e3,
+            // Up to the commit that saves it: the saved answer and the first one are the same.
+            processing_time: ProcessingTime::since(started),
             processed_at: self.clock.now(),
         };
         if !recorded {

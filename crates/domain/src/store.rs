@@ -104,6 +104,11 @@ pub enum RecordOutcome {
 
 /// What [`TransactionStore::commit`] did.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an outcome is returned once per request and consumed at once; boxing the \
+              assessment would allocate for nothing"
+)]
 pub enum CommitOutcome {
     /// The assessment was saved.
     Saved,

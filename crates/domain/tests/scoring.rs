@@ -1,6 +1,6 @@
 //! The scoring use case against mockall doubles of its ports.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Features, FraudModel, MockClock, MockFraudModel,
@@ -119,7 +119,7 @@ fn scores_with_the_model_and_commits_the_assessment() {
         .times(1)
         .returning(|_| Ok(0.9));
 
-    let scored = block_on(service(store, model).score(input())).expect("scored");
+    let scored = block_on(service(store, model).score(input(), Instant::now())).expect("scored");
 
     assert!(!scored.replayed);
     let a = scored.assessment;
@@ -132,7 +132,22 @@ fn scores_with_the_model_and_commits_the_assessment() {
     assert_eq!(a.model, identity());
     assert_eq!(a.stats.get(Window::Hours24).count, 4);
     assert_eq!(a.processed_at, NOW);
-    assert!(a.processing_time_ms >= 0.0);
+}
+
+#[test]
+fn the_processing_time_counts_from_the_start_of_the_request_in_whole_units() {
+    // The request began 40 ms before the use case was called (its body was slow to arrive).
+    let started = Instant::now() - Duration::from_millis(40);
+    let a =
+        block_on(service(recording_store(), model_answering(|| Ok(0.1))).score(input(), started))
+            .expect("scored")
+            .assessment;
+    let us = a.processing_time.micros().expect("measured");
+    assert!(us >= 40_000, "{us} µs");
+    assert_eq!(
+        a.processing_time.millis(),
+        antifraud_domain::Milliseconds::Whole(us.div_ceil(1_000))
+    );
 }
 
 #[test]
@@ -142,7 +157,8 @@ fn a_score_at_the_threshold_is_fraud_and_below_it_is_not() {
         let mut model = MockFraudModel::new();
         model.expect_identity().returning(identity);
         model.expect_predict().returning(move |_| Ok(score));
-        let scored = block_on(service(recording_store(), model).score(input())).expect("scored");
+        let scored = block_on(service(recording_store(), model).score(input(), Instant::now()))
+            .expect("scored");
         assert_eq!(scored.assessment.is_fraud, fraud, "score {score}");
     }
 }
@@ -175,7 +191,9 @@ fn a_model_that_misses_its_budget_gets_the_default_score() {
     let policy = ScoringPolicy::new(Duration::from_millis(100), 0.42, 0.4).expect("valid");
     let service = ScoringService::new(recording_store(), SilentModel, clock, policy);
 
-    let a = block_on(service.score(input())).expect("scored").assessment;
+    let a = block_on(service.score(input(), Instant::now()))
+        .expect("scored")
+        .assessment;
 
     assert_eq!(a.model_status, ModelStatus::Timeout);
     assert_eq!(a.score, 0.42);
@@ -188,7 +206,7 @@ fn a_model_that_misses_its_budget_gets_the_default_score() {
 #[test]
 fn a_failing_model_gets_the_default_score() {
     let model = model_answering(|| Err(ModelError::Unavailable("down".into())));
-    let a = block_on(service(recording_store(), model).score(input()))
+    let a = block_on(service(recording_store(), model).score(input(), Instant::now()))
         .expect("scored")
         .assessment;
     assert_eq!(
@@ -203,7 +221,7 @@ fn an_answer_that_is_not_a_probability_gets_the_default_score() {
         let mut model = MockFraudModel::new();
         model.expect_identity().returning(identity);
         model.expect_predict().returning(move |_| Ok(answer));
-        let a = block_on(service(recording_store(), model).score(input()))
+        let a = block_on(service(recording_store(), model).score(input(), Instant::now()))
             .expect("scored")
             .assessment;
         assert_eq!(
@@ -219,7 +237,7 @@ fn a_panicking_model_gets_the_default_score() {
     let mut model = MockFraudModel::new();
     model.expect_identity().returning(identity);
     model.expect_predict().returning(|_| panic!("model bug"));
-    let a = block_on(service(recording_store(), model).score(input()))
+    let a = block_on(service(recording_store(), model).score(input(), Instant::now()))
         .expect("scored")
         .assessment;
     assert_eq!((a.score, a.model_status), (0.5, ModelStatus::Error));
@@ -235,7 +253,7 @@ fn saved() -> Assessment {
         model: identity(),
         model_status: ModelStatus::Ok,
         degraded: false,
-        processing_time_ms: 3.5,
+        processing_time: antifraud_domain::ProcessingTime::of(Duration::from_micros(3_500)),
         processed_at: datetime!(2026-11-25 11:59:30 UTC),
     }
 }
@@ -246,7 +264,7 @@ fn a_retry_of_an_assessed_transaction_replays_it_without_asking_the_model() {
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
 
-    let scored = block_on(service(store, model).score(input())).expect("replayed");
+    let scored = block_on(service(store, model).score(input(), Instant::now())).expect("replayed");
 
     assert!(scored.replayed);
     assert_eq!(scored.assessment, saved());
@@ -260,7 +278,7 @@ fn a_duplicate_that_loses_the_commit_race_answers_with_the_winner() {
     );
     let model = model_answering(|| Ok(0.99));
 
-    let scored = block_on(service(store, model).score(input())).expect("scored");
+    let scored = block_on(service(store, model).score(input(), Instant::now())).expect("scored");
 
     assert!(scored.replayed);
     assert_eq!(scored.assessment, saved());
@@ -269,7 +287,7 @@ fn a_duplicate_that_loses_the_commit_race_answers_with_the_winner() {
 #[test]
 fn reused_ids_with_another_payload_are_a_conflict() {
     let store = store_answering(|| Ok(RecordOutcome::Conflict), None);
-    let result = block_on(service(store, MockFraudModel::new()).score(input()));
+    let result = block_on(service(store, MockFraudModel::new()).score(input(), Instant::now()));
     assert!(matches!(result, Err(ScoreError::Conflict)), "{result:?}");
 }
 
@@ -282,7 +300,7 @@ fn invalid_input_is_refused_before_the_store_is_touched() {
         currency: Some("usd".into()),
         ..input()
     };
-    match block_on(service(store, MockFraudModel::new()).score(bad)) {
+    match block_on(service(store, MockFraudModel::new()).score(bad, Instant::now())) {
         Err(ScoreError::Invalid(e)) => {
             let fields: Vec<_> = e.fields.iter().map(|f| f.field.as_str()).collect();
             assert_eq!(fields, ["amount", "currency"]);
@@ -299,7 +317,7 @@ fn a_store_failure_is_reported_and_nothing_is_scored() {
     );
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
-    let result = block_on(service(store, model).score(input()));
+    let result = block_on(service(store, model).score(input(), Instant::now()));
     assert!(
         matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
         "{result:?}"
@@ -327,7 +345,7 @@ fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
     let model = model_answering(|| Ok(0.2));
     let service = ScoringService::new(store, model, clock(), degrading());
 
-    let scored = block_on(service.score(input())).expect("scored");
+    let scored = block_on(service.score(input(), Instant::now())).expect("scored");
 
     let a = scored.assessment;
     assert!(a.degraded && !scored.replayed);
@@ -352,7 +370,9 @@ fn with_the_degrade_policy_a_failed_commit_is_marked_degraded() {
     );
     let service = ScoringService::new(store, model_answering(|| Ok(0.2)), clock(), degrading());
 
-    let a = block_on(service.score(input())).expect("scored").assessment;
+    let a = block_on(service.score(input(), Instant::now()))
+        .expect("scored")
+        .assessment;
 
     assert!(a.degraded);
     assert_eq!(a.stats, stats(), "the history was read");
@@ -364,7 +384,7 @@ fn the_degrade_policy_does_not_hide_internal_store_errors() {
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
     let service = ScoringService::new(store, model, clock(), degrading());
-    let result = block_on(service.score(input()));
+    let result = block_on(service.score(input(), Instant::now()));
     assert!(
         matches!(result, Err(ScoreError::Store(StoreError::Internal(_)))),
         "{result:?}"
@@ -377,7 +397,8 @@ fn with_the_reject_policy_a_failed_commit_is_an_error() {
         || Ok(RecordOutcome::Recorded(stats())),
         Some(|| Err(StoreError::Unavailable("timed out".into()))),
     );
-    let result = block_on(service(store, model_answering(|| Ok(0.2))).score(input()));
+    let result =
+        block_on(service(store, model_answering(|| Ok(0.2))).score(input(), Instant::now()));
     assert!(
         matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
         "{result:?}"

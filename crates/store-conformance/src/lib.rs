@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, RecordOutcome, Transaction,
-    TransactionInput, TransactionStore, Window, WindowStats,
+    Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, ProcessingTime,
+    RecordOutcome, Transaction, TransactionInput, TransactionStore, Window, WindowStats,
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -123,7 +123,7 @@ pub fn assessment(tx: &Transaction, stats: WindowStats, score: f64) -> Assessmen
         },
         model_status: ModelStatus::Ok,
         degraded: false,
-        processing_time_ms: 1.25,
+        processing_time: ProcessingTime::of(std::time::Duration::from_micros(1_250)),
         processed_at: tx.timestamp(),
     }
 }

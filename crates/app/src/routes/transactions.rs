@@ -61,7 +61,7 @@ const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
         (status = 429, description = "This API key is over its rate limit; nothing recorded",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds until the key may send again"))),
-        (status = 503, description = "The store is unavailable, or the service is at capacity (type `urn:antifraud:problem:overloaded`); nothing recorded, retrying with the same ids is safe",
+        (status = 503, description = "The outcome is unknown: retry with the same body. Type `urn:antifraud:problem:store-unavailable`: the store did not answer in time, so the transaction may or may not be recorded; a retry with the same body never counts it twice and gets its one answer. Type `urn:antifraud:problem:overloaded`: the service is at capacity and nothing was recorded",
             body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = String, description = "Seconds to wait before retrying")))
     ))]
@@ -72,6 +72,9 @@ pub(crate) async fn score_transaction(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    // The head is in; the body may still be arriving. (actix gives the handler no earlier
+    // instant: the head's own read time is not counted.)
+    let started = Instant::now();
     require_json(&request)?;
     let body = read_body(&request, payload, &intake, &metrics).await?;
     let transaction = parse_body(&body).inspect_err(|_| metrics.malformed())?;
@@ -80,9 +83,9 @@ pub(crate) async fn score_transaction(
         metrics.refused(Refusal::Overloaded);
         return Err(ApiError::Overloaded);
     };
-    let started = Instant::now();
-    let result = scoring.score(transaction.into()).await;
-    metrics.scored(started.elapsed(), &result);
+    let scoring_started = Instant::now();
+    let result = scoring.score(transaction.into(), started).await;
+    metrics.scored(scoring_started.elapsed(), &result);
     let scored = result?;
     let assessment = &scored.assessment;
     if !scored.replayed && assessment.degraded {

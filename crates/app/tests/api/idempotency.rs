@@ -123,3 +123,48 @@ async fn concurrent_duplicates_all_get_the_first_answer() {
         .await;
     assert_eq!(count_24h(&next), 2);
 }
+
+#[tokio::test]
+async fn an_answer_saved_by_an_earlier_version_replays_as_it_was_sent() {
+    let server = antifraud_testkit::RedisServer::start();
+    let app = crate::helpers::spawn_app_on(
+        antifraud_app::config::Inputs {
+            redis_url: Some(server.url()),
+            ..Default::default()
+        },
+        Some(server),
+    )
+    .await;
+    let tx = transaction("upgraded", "tx-1", 10.0, Duration::ZERO);
+    let first: Value = app.score(&tx).await.json().await.expect("JSON");
+    let ms = first["processing_time_ms"]
+        .as_u64()
+        .expect("whole milliseconds");
+    let us = first["processing_time_us"].as_u64().expect("microseconds");
+    assert_eq!(ms, us.div_ceil(1_000), "rounded up from the precise figure");
+
+    // Rewrite the saved answer as earlier versions wrote it: a fractional millisecond figure,
+    // no microseconds.
+    let redis = app.redis.as_ref().expect("a Redis of its own");
+    let customer = antifraud_domain::CustomerId::parse("upgraded").expect("valid");
+    let key = antifraud_store_redis::CustomerKeys::new(&customer).transactions;
+    let reply = redis.command(&["HGET", &key, "a:tx-1"]).expect("HGET");
+    let mut saved: Value =
+        serde_json::from_str(reply.lines().nth(1).expect("a bulk string")).expect("saved JSON");
+    let fields = saved.as_object_mut().expect("an object");
+    assert!(fields.remove("processing_time_us").is_some(), "{saved}");
+    saved["processing_time_ms"] = serde_json::json!(0.137);
+    let legacy = saved.to_string();
+    redis
+        .command(&["HSET", &key, "a:tx-1", &legacy])
+        .expect("HSET");
+
+    let replay = app.score(&tx).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let text = replay.text().await.expect("a body");
+    assert!(text.contains(r#""processing_time_ms":0.137"#), "{text}");
+    let body: Value = serde_json::from_str(&text).expect("JSON");
+    assert!(body.get("processing_time_us").is_none(), "{body}");
+    assert_eq!(body["scoring"], first["scoring"]);
+    assert_eq!(body["processed_at"], first["processed_at"]);
+}

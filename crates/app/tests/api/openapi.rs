@@ -60,6 +60,13 @@ async fn the_document_describes_the_scoring_endpoint_with_examples() {
         );
     }
     assert!(response["example"]["scoring"].is_number());
+    let unavailable = post["responses"]["503"]["description"]
+        .as_str()
+        .expect("a description");
+    assert!(
+        unavailable.contains("unknown") && unavailable.contains("retry with the same body"),
+        "a 503 says its outcome is unknown: {unavailable}"
+    );
     for path in ["/health/live", "/health/ready", "/health"] {
         assert!(doc["paths"].get(path).is_some(), "{path}");
     }

@@ -96,6 +96,12 @@ async fn with_reject_an_outage_gets_503_and_nothing_is_lost_or_counted_twice() {
         assert_eq!(response.headers()["retry-after"], "1");
         let body = problem(response, 503).await;
         assert_eq!(body["type"], "urn:antifraud:problem:store-unavailable");
+        // It says what a 503 means: unknown, retry with the same body.
+        let detail = body["detail"].as_str().expect("a detail");
+        assert!(
+            detail.contains("unknown") && detail.contains("retry with the same body"),
+            "{detail}"
+        );
     }
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 503);

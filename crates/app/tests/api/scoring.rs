@@ -46,6 +46,15 @@ async fn a_valid_transaction_is_scored_with_every_contract_field() {
     assert!((0.0..=1.0).contains(&score));
     assert_eq!(body["is_fraud"], score >= 0.7);
     assert!(body["processing_time_ms"].as_f64().expect("a number") >= 0.0);
+    // Whole milliseconds, as the original design declares them (an integer; a client's
+    // `Optional[int]` model parses it), rounded up from the precise microseconds.
+    let ms = body["processing_time_ms"]
+        .as_u64()
+        .expect("whole milliseconds");
+    let us = body["processing_time_us"]
+        .as_u64()
+        .expect("whole microseconds");
+    assert_eq!(ms, us.div_ceil(1_000));
     for window in ["3h", "6h", "12h", "24h"] {
         assert_eq!(body[format!("customer_transaction_count_{window}")], 1);
         assert_eq!(body[format!("customer_avg_amount_{window}")], 125.5);
@@ -134,4 +143,43 @@ async fn a_risky_transaction_scores_higher_than_an_ordinary_one() {
         risky["scoring"].as_f64() > ordinary["scoring"].as_f64(),
         "{risky} vs {ordinary}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processing_time_counts_the_body_that_arrives_late() {
+    use std::io::{Read, Write};
+    let app = spawn_app().await;
+    let body = transaction("slow-body", "tx-1", 10.0, Duration::ZERO).to_string();
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(address).expect("connects");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            stream,
+            "POST /api/v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .expect("writes the head");
+        // The body comes 150 ms after the head: that wait is the service's processing time too.
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a plain client thread, on the blocking pool, not an async worker"
+        )]
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        stream.write_all(body.as_bytes()).expect("writes the body");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .expect("the client thread");
+    let (head, json) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let body: Value = serde_json::from_str(json).expect("JSON");
+    let us = body["processing_time_us"].as_u64().expect("microseconds");
+    assert!(us >= 150_000, "{us} µs: the late body is counted");
+    assert!(body["processing_time_ms"].as_u64().expect("ms") >= 150);
 }
