@@ -203,13 +203,17 @@ impl Http {
 
     /// POSTs a JSON body and returns the status.
     fn post(&self, port: u16, path: &str, body: &str) -> anyhow::Result<u16> {
-        let request = self
-            .client
-            .post(format!("http://127.0.0.1:{port}{path}"))
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-        let response = self.runtime.block_on(request.send())?;
-        Ok(response.status().as_u16())
+        // Inside the runtime: reqwest starts the request's timer when `send` is called.
+        let status = self.runtime.block_on(async {
+            self.client
+                .post(format!("http://127.0.0.1:{port}{path}"))
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .send()
+                .await
+                .map(|response| response.status().as_u16())
+        })?;
+        Ok(status)
     }
 
     /// GETs a JSON document, with these query parameters.
