@@ -89,6 +89,11 @@ impl MeteredStore {
                     .with_label_values(&[operation, "unavailable"])
                     .inc();
             }
+            // The store answered: it is up, but did not hold the record any more.
+            Err(StoreError::Lost) => {
+                m.store_up.set(1);
+                m.store_errors.with_label_values(&[operation, "lost"]).inc();
+            }
             Err(_) => m
                 .store_errors
                 .with_label_values(&[operation, "internal"])

@@ -201,7 +201,8 @@ impl Metrics {
             ),
             store_errors: r.counters(
                 "antifraud_store_errors_total",
-                "Failed store operations, by operation and kind (unavailable, internal).",
+                "Failed store operations, by operation and kind (unavailable, lost: the record vanished \
+                 between record and commit, internal).",
                 &["operation", "kind"],
             ),
             store_up: r.gauge(

@@ -117,7 +117,11 @@ impl From<ScoreError> for ApiError {
         match error {
             ScoreError::Invalid(e) => ApiError::Invalid(e),
             ScoreError::Conflict => ApiError::Conflict,
-            ScoreError::Store(e @ StoreError::Unavailable(_)) => ApiError::StoreUnavailable(e),
+            // Unreachable, or the record vanished mid-request: either way the outcome is unknown
+            // to the client, and a retry with the same body settles it.
+            ScoreError::Store(e @ (StoreError::Unavailable(_) | StoreError::Lost)) => {
+                ApiError::StoreUnavailable(e)
+            }
             ScoreError::Store(e) => ApiError::Internal(Box::new(e)),
         }
     }

@@ -245,8 +245,8 @@ where
                 assessment: first,
                 replayed: true,
             }),
-            // Recorded and counted, but a retry cannot replay this answer: say so.
-            Err(StoreError::Unavailable(_)) if degrade => {
+            // Recorded and counted (or lost since), but a retry cannot replay this answer: say so.
+            Err(StoreError::Unavailable(_) | StoreError::Lost) if degrade => {
                 assessment.degraded = true;
                 Ok(Scored {
                     assessment,

@@ -126,6 +126,11 @@ pub enum StoreError {
     /// The store answered something it should not have: stored data or a script is broken.
     #[error("store failed: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store no longer holds the transaction this unit of work recorded: it was lost between
+    /// `record` and `commit` (evicted, flushed, lost in a failover). Nothing is saved; a retry
+    /// records it again, once.
+    #[error("the transaction's record was lost between record and commit")]
+    Lost,
 }
 
 /// Where transactions and their assessments are kept. See the [module](self) for the unit of
@@ -154,6 +159,8 @@ pub trait TransactionStore: Send + Sync {
     ///
     /// # Errors
     /// As for [`TransactionStore::record`]. The transaction stays recorded, exactly once.
+    /// Adapters MUST return [`StoreError::Lost`] when `tx` is no longer recorded, never save an
+    /// assessment for it then, and never treat that as a fault of their own.
     async fn commit(
         &self,
         tx: &Transaction,

@@ -404,3 +404,24 @@ fn with_the_reject_policy_a_failed_commit_is_an_error() {
         "{result:?}"
     );
 }
+
+#[test]
+fn a_record_lost_before_the_commit_is_a_store_error_or_under_degrade_a_degraded_answer() {
+    let lost = || {
+        store_answering(
+            || Ok(RecordOutcome::Recorded(stats())),
+            Some(|| Err(StoreError::Lost)),
+        )
+    };
+    let result =
+        block_on(service(lost(), model_answering(|| Ok(0.2))).score(input(), Instant::now()));
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Lost))),
+        "{result:?}"
+    );
+    let service = ScoringService::new(lost(), model_answering(|| Ok(0.2)), clock(), degrading());
+    let a = block_on(service.score(input(), Instant::now()))
+        .expect("scored")
+        .assessment;
+    assert!(a.degraded, "not saved for replay: it says so");
+}

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, ProcessingTime,
-    RecordOutcome, Transaction, TransactionInput, TransactionStore, Window, WindowStats,
+    RecordOutcome, StoreError, Transaction, TransactionInput, TransactionStore, Window,
+    WindowStats,
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -30,6 +31,7 @@ macro_rules! __with_conformance_cases {
             concurrent_transactions_of_one_customer_get_exact_counts,
             transactions_older_than_the_retention_are_deleted,
             check_succeeds_on_a_healthy_store,
+            a_commit_without_its_record_is_lost_and_saves_nothing,
         }
     };
 }
@@ -360,6 +362,23 @@ pub async fn transactions_older_than_the_retention_are_deleted(store: Arc<impl T
         }
         other => panic!("expected a new record, got {other:?}"),
     }
+}
+
+/// A commit whose record the store no longer holds (evicted, flushed, failed over between the
+/// two steps) is `Lost`, not a fault, and saves nothing: recording the transaction afterwards
+/// counts it once, as new.
+pub async fn a_commit_without_its_record_is_lost_and_saves_nothing(
+    store: Arc<impl TransactionStore>,
+) {
+    let c = unique_customer("lost");
+    let tx = transaction(&c, "t1", 10.0, t0());
+    let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.amount())]);
+    match store.commit(&tx, &assessment(&tx, stats, 0.5)).await {
+        Err(StoreError::Lost) => {}
+        other => panic!("a commit without a record must be Lost, got {other:?}"),
+    }
+    let stats = record_new(&*store, &tx).await;
+    assert_eq!(stats.get(Window::Hours24).count, 1, "recorded once, as new");
 }
 
 /// A healthy store says so.

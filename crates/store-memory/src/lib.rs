@@ -168,9 +168,7 @@ impl TransactionStore for MemoryStore {
         let recorded = ledgers
             .get_mut(tx.customer_id())
             .and_then(|ledger| ledger.transactions.get_mut(tx.transaction_id()))
-            .ok_or_else(|| {
-                StoreError::Internal("commit of a transaction that is not recorded".into())
-            })?;
+            .ok_or(StoreError::Lost)?;
         Ok(match &recorded.assessment {
             Some(first) => CommitOutcome::AlreadySaved(first.clone()),
             None => {

@@ -269,7 +269,8 @@ impl TransactionStore for RedisStore {
         match reply.first().map(String::as_str) {
             Some("saved") => Ok(CommitOutcome::Saved),
             Some("already") => Ok(CommitOutcome::AlreadySaved(saved_assessment(&reply)?)),
-            Some("missing") => Err(internal("commit of a transaction that is not recorded")),
+            // Evicted, flushed or lost in a failover since `record`: a retry records it again.
+            Some("missing") => Err(StoreError::Lost),
             _ => Err(internal(format!(
                 "unexpected reply from the commit script: {reply:?}"
             ))),

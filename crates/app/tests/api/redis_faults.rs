@@ -265,3 +265,43 @@ async fn the_redis_password_can_come_from_a_file() {
     assert_eq!(app.get("/health/ready").await.status(), 200);
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_lost_while_the_model_thinks_is_a_retry_safe_503_not_a_500() {
+    // A model slow enough to flush Redis between the record and the commit.
+    let model = crate::fake_model::FakeModelServer::start(crate::fake_model::Behaviour::Slow(
+        StdDuration::from_millis(400),
+    ));
+    let server = RedisServer::start();
+    let port = server.port();
+    let app = spawn_app_on(
+        Inputs {
+            redis_url: Some(server.url()),
+            model: Some(model.url.clone()),
+            model_timeout_ms: Some("2000".into()),
+            ..Inputs::default()
+        },
+        Some(server),
+    )
+    .await;
+    let tx = transaction("flushed", "tx-1", 10.0, Duration::ZERO);
+    let flusher = std::thread::spawn(move || {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a plain thread that waits for the request to reach the model"
+        )]
+        std::thread::sleep(StdDuration::from_millis(150));
+        RedisServer::command_on(port, &["FLUSHALL"]).expect("FLUSHALL answered")
+    });
+    let (status, _, body) = post(&app, &tx).await;
+    assert!(flusher.join().expect("no panic").starts_with("+OK"));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "urn:antifraud:problem:store-unavailable");
+    let errors = "antifraud_store_errors_total{kind=\"lost\",operation=\"commit\"}";
+    assert_eq!(sample(&app, errors).await, 1.0, "the loss is counted");
+
+    // The retry records it again, once.
+    let (status, replayed, body) = post(&app, &tx).await;
+    assert_eq!((status, replayed), (200, false), "{body}");
+    assert_eq!(count_24h(&body), 1);
+}
