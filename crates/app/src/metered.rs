@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Features, Fingerprint, FraudModel, ModelError, ModelIdentity,
-    RecordOutcome, StoreError, Transaction, TransactionStore,
+    Prediction, RecordOutcome, StoreError, Transaction, TransactionStore,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -156,7 +156,7 @@ impl FraudModel for MeteredModel {
         self.inner.identity()
     }
 
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError> {
         // Read per call: the model may be reloaded between requests.
         let identity = self.inner.identity();
         let span = tracing::info_span!(

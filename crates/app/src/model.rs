@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use antifraud_domain::{Features, FraudModel, ModelError, ModelIdentity};
+use antifraud_domain::{Features, FraudModel, ModelError, ModelIdentity, Prediction};
 use antifraud_model::{BuiltinModel, OnnxModel, RemoteModel};
 use anyhow::Context;
 use async_trait::async_trait;
@@ -73,7 +73,9 @@ impl FraudModel for ReloadableModel {
         self.get().identity()
     }
 
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
+    /// One snapshot serves the whole call, and its identity comes back with the answer: a
+    /// reload meanwhile neither cuts the call short nor relabels it.
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError> {
         self.get().predict(features).await
     }
 

@@ -50,7 +50,7 @@ pub use assessment::{Assessment, Milliseconds, ProcessingTime};
 pub use clock::Clock;
 pub use currency::Currency;
 pub use features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Feature, Features};
-pub use model::{FraudModel, ModelError, ModelIdentity, ModelStatus};
+pub use model::{FraudModel, ModelError, ModelIdentity, ModelStatus, Prediction};
 pub use scoring::{
     ScoreError, Scored, ScoringPolicy, ScoringPolicyError, ScoringService, StoreFailurePolicy,
 };

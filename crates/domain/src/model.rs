@@ -16,6 +16,16 @@ pub struct ModelIdentity {
     pub version: String,
 }
 
+/// A model's answer: the probability, and the model that computed it. They come back together
+/// so that a model swapped while the call ran (a reload) cannot label the answer of another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// The fraud probability, `0..=1` by the port's contract (the use case checks).
+    pub probability: f64,
+    /// The model that computed it.
+    pub model: ModelIdentity,
+}
+
 /// How the model call went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -60,17 +70,19 @@ pub enum ModelError {
 
 /// A fraud model.
 ///
-/// Contract: [`FraudModel::predict`] returns a probability in `0..=1`. It may be slow or fail; the
-/// scoring use case bounds its time and replaces failures with the default score, so an adapter
-/// need not enforce a timeout itself. CPU-heavy adapters must not block the async runtime.
+/// Contract: [`FraudModel::predict`] returns a probability in `0..=1`, with the identity of the
+/// model that computed it (which, for a model swapped at run time, is the one that served this
+/// call, not necessarily the one serving when it returns). It may be slow or fail; the scoring
+/// use case bounds its time and replaces failures with the default score, so an adapter need not
+/// enforce a timeout itself. CPU-heavy adapters must not block the async runtime.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait FraudModel: Send + Sync {
     /// Which model this is.
     fn identity(&self) -> ModelIdentity;
 
-    /// The fraud probability of one transaction.
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError>;
+    /// The fraud probability of one transaction, and which model gave it.
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError>;
 
     /// Whether the model can answer now (for readiness checks).
     async fn check(&self) -> Result<(), ModelError>;
@@ -83,7 +95,7 @@ impl<T: FraudModel + ?Sized> FraudModel for std::sync::Arc<T> {
         (**self).identity()
     }
 
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError> {
         (**self).predict(features).await
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::assessment::{Assessment, ProcessingTime};
 use crate::clock::Clock;
 use crate::features::Features;
-use crate::model::{FraudModel, ModelStatus};
+use crate::model::{FraudModel, ModelIdentity, ModelStatus, Prediction};
 use crate::race::{Bounded, bounded};
 use crate::store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
 use crate::transaction::TransactionInput;
@@ -216,14 +216,14 @@ where
             Err(error) => return Err(error.into()),
         };
 
-        let (score, model_status) = self.predict(&Features::new(&tx, &stats)).await;
+        let (score, model_status, model) = self.predict(&Features::new(&tx, &stats)).await;
         let mut assessment = Assessment {
             customer_id: tx.customer_id().clone(),
             transaction_id: tx.transaction_id().clone(),
             score,
             is_fraud: score >= self.policy.fraud_threshold,
             stats,
-            model: self.model.identity(),
+            model,
             model_status,
             degraded: !recorded,
             // Up to the commit that saves it: the saved answer and the first one are the same.
@@ -257,17 +257,24 @@ where
         }
     }
 
-    /// The model's probability, or the default score when it is late, fails, panics or answers
-    /// something that is not a probability.
-    async fn predict(&self, features: &Features) -> (f64, ModelStatus) {
+    /// The model's probability and identity, or the default score (and the model that was asked)
+    /// when it is late, fails, panics or answers something that is not a probability.
+    async fn predict(&self, features: &Features) -> (f64, ModelStatus, ModelIdentity) {
+        // Read before the call: the model asked, for answers it does not give.
+        let asked = self.model.identity();
         let timer = self.clock.sleep(self.policy.model_timeout);
         // The call itself happens inside the bounded future, so a model that panics before it
         // returns a future is contained too.
         let prediction = async { self.model.predict(features).await };
+        let default = self.policy.default_score;
         match bounded(prediction, timer).await {
-            Bounded::Done(Ok(p)) if (0.0..=1.0).contains(&p) => (p, ModelStatus::Ok),
-            Bounded::Done(_) | Bounded::Panicked => (self.policy.default_score, ModelStatus::Error),
-            Bounded::TimedOut => (self.policy.default_score, ModelStatus::Timeout),
+            Bounded::Done(Ok(Prediction { probability, model }))
+                if (0.0..=1.0).contains(&probability) =>
+            {
+                (probability, ModelStatus::Ok, model)
+            }
+            Bounded::Done(_) | Bounded::Panicked => (default, ModelStatus::Error, asked),
+            Bounded::TimedOut => (default, ModelStatus::Timeout, asked),
         }
     }
 }

@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Features, FraudModel, MockClock, MockFraudModel,
-    MockTransactionStore, ModelError, ModelIdentity, ModelStatus, RecordOutcome, ScoreError,
-    ScoringPolicy, ScoringService, StoreError, TransactionInput, Window, WindowStat, WindowStats,
+    MockTransactionStore, ModelError, ModelIdentity, ModelStatus, Prediction, RecordOutcome,
+    ScoreError, ScoringPolicy, ScoringService, StoreError, TransactionInput, Window, WindowStat,
+    WindowStats,
 };
 use async_trait::async_trait;
 use futures_executor::block_on;
@@ -84,10 +85,21 @@ fn store_answering(
     store
 }
 
+/// The probability `p`, from the model of [`identity`].
+fn prediction(p: f64) -> Prediction {
+    Prediction {
+        probability: p,
+        model: identity(),
+    }
+}
+
 fn model_answering(answer: fn() -> Result<f64, ModelError>) -> MockFraudModel {
     let mut model = MockFraudModel::new();
     model.expect_identity().returning(identity);
-    model.expect_predict().times(1).returning(move |_| answer());
+    model
+        .expect_predict()
+        .times(1)
+        .returning(move |_| answer().map(prediction));
     model
 }
 
@@ -117,7 +129,7 @@ fn scores_with_the_model_and_commits_the_assessment() {
         .expect_predict()
         .withf(|f: &Features| f.get(antifraud_domain::Feature::Count24h) == 4.0)
         .times(1)
-        .returning(|_| Ok(0.9));
+        .returning(|_| Ok(prediction(0.9)));
 
     let scored = block_on(service(store, model).score(input(), Instant::now())).expect("scored");
 
@@ -156,7 +168,9 @@ fn a_score_at_the_threshold_is_fraud_and_below_it_is_not() {
     for (score, fraud) in [(threshold, true), (threshold - 1e-9, false)] {
         let mut model = MockFraudModel::new();
         model.expect_identity().returning(identity);
-        model.expect_predict().returning(move |_| Ok(score));
+        model
+            .expect_predict()
+            .returning(move |_| Ok(prediction(score)));
         let scored = block_on(service(recording_store(), model).score(input(), Instant::now()))
             .expect("scored");
         assert_eq!(scored.assessment.is_fraud, fraud, "score {score}");
@@ -171,7 +185,7 @@ impl FraudModel for SilentModel {
     fn identity(&self) -> ModelIdentity {
         identity()
     }
-    async fn predict(&self, _: &Features) -> Result<f64, ModelError> {
+    async fn predict(&self, _: &Features) -> Result<Prediction, ModelError> {
         std::future::pending().await
     }
     async fn check(&self) -> Result<(), ModelError> {
@@ -220,7 +234,9 @@ fn an_answer_that_is_not_a_probability_gets_the_default_score() {
     for answer in [f64::NAN, -0.1, 1.1, f64::INFINITY] {
         let mut model = MockFraudModel::new();
         model.expect_identity().returning(identity);
-        model.expect_predict().returning(move |_| Ok(answer));
+        model
+            .expect_predict()
+            .returning(move |_| Ok(prediction(answer)));
         let a = block_on(service(recording_store(), model).score(input(), Instant::now()))
             .expect("scored")
             .assessment;
@@ -424,4 +440,55 @@ fn a_record_lost_before_the_commit_is_a_store_error_or_under_degrade_a_degraded_
         .expect("scored")
         .assessment;
     assert!(a.degraded, "not saved for replay: it says so");
+}
+
+#[test]
+fn the_answer_names_the_model_that_gave_it_even_when_swapped_during_the_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let version = |v: &str| ModelIdentity {
+        name: "fraud".into(),
+        version: v.into(),
+    };
+    // A model that `v2` replaces while it computes: from then on `identity` says `v2`.
+    let swapping = |answer: fn() -> Result<f64, ModelError>| {
+        let reloaded = Arc::new(AtomicBool::new(false));
+        let mut model = MockFraudModel::new();
+        let seen = Arc::clone(&reloaded);
+        model.expect_identity().returning(move || {
+            version(if seen.load(Ordering::SeqCst) {
+                "v2"
+            } else {
+                "v1"
+            })
+        });
+        model.expect_predict().returning(move |_| {
+            reloaded.store(true, Ordering::SeqCst);
+            answer().map(|probability| Prediction {
+                probability,
+                model: version("v1"),
+            })
+        });
+        model
+    };
+    let answered =
+        block_on(service(recording_store(), swapping(|| Ok(0.3))).score(input(), Instant::now()))
+            .expect("scored")
+            .assessment;
+    assert_eq!(answered.model, version("v1"), "the model that answered");
+
+    let failed = block_on(
+        service(
+            recording_store(),
+            swapping(|| Err(ModelError::Unavailable("x".into()))),
+        )
+        .score(input(), Instant::now()),
+    )
+    .expect("scored")
+    .assessment;
+    assert_eq!(
+        (failed.model, failed.model_status),
+        (version("v1"), ModelStatus::Error),
+        "without an answer, the model that was asked"
+    );
 }

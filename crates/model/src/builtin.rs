@@ -19,7 +19,7 @@
 //! purchase of a quiet customer with neutral risk scores scores about 0.08; a night-time burst
 //! of ten high-value online payments at a risky merchant scores above 0.9.
 
-use antifraud_domain::{Feature, Features, FraudModel, ModelError, ModelIdentity};
+use antifraud_domain::{Feature, Features, FraudModel, ModelError, ModelIdentity, Prediction};
 use async_trait::async_trait;
 
 /// The built-in logistic baseline. Cheap (a few dozen floating-point operations), so it runs
@@ -76,8 +76,11 @@ impl FraudModel for BuiltinModel {
         }
     }
 
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
-        Ok(Self::probability(features))
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError> {
+        Ok(Prediction {
+            probability: Self::probability(features),
+            model: self.identity(),
+        })
     }
 
     async fn check(&self) -> Result<(), ModelError> {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use antifraud_domain::{Features, FraudModel, ModelError, ModelIdentity};
+use antifraud_domain::{Features, FraudModel, ModelError, ModelIdentity, Prediction};
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
@@ -344,8 +344,11 @@ impl FraudModel for RemoteModel {
         self.identity.clone()
     }
 
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
-        self.infer(features).await
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError> {
+        Ok(Prediction {
+            probability: self.infer(features).await?,
+            model: self.identity.clone(),
+        })
     }
 
     /// Ready when the server says the model is (`GET {base}/ready` answers 200).

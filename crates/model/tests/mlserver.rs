@@ -106,7 +106,9 @@ async fn mlserver_scores_through_the_remote_adapter() {
     for (row, expected) in expected.rows.iter().zip(&expected.expected) {
         let values: Vec<f64> = row.iter().map(|v| v.unwrap_or(f64::NAN)).collect();
         let features = Features::from_slice(&values).expect("full width");
-        let p = model.predict(&features).await.expect("MLServer answers");
+        let answer = model.predict(&features).await.expect("MLServer answers");
+        assert_eq!(answer.model, model.identity(), "the answer names its model");
+        let p = answer.probability;
         assert!(
             (p - expected).abs() < 1e-6,
             "{p} from MLServer, {expected} from scikit-learn"

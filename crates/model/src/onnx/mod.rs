@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use antifraud_domain::{
     FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Features, FraudModel, ModelError, ModelIdentity,
+    Prediction,
 };
 use async_trait::async_trait;
 use prost::Message;
@@ -257,16 +258,21 @@ impl FraudModel for OnnxModel {
 
     /// Small models run inline; large ones on the runtime's blocking pool (see
     /// [`INLINE_MAX_STEPS`]).
-    async fn predict(&self, features: &Features) -> Result<f64, ModelError> {
-        if self.graph.worst_case_steps <= INLINE_MAX_STEPS {
-            return self.probability(features);
-        }
-        let graph = Arc::clone(&self.graph);
-        let row = features.as_slice().to_vec();
-        tokio::task::spawn_blocking(move || graph.probability(&row))
-            .await
-            .map_err(|e| ModelError::Failed(Box::new(e)))?
-            .map_err(|e| ModelError::Failed(Box::new(e)))
+    async fn predict(&self, features: &Features) -> Result<Prediction, ModelError> {
+        let probability = if self.graph.worst_case_steps <= INLINE_MAX_STEPS {
+            self.probability(features)?
+        } else {
+            let graph = Arc::clone(&self.graph);
+            let row = features.as_slice().to_vec();
+            tokio::task::spawn_blocking(move || graph.probability(&row))
+                .await
+                .map_err(|e| ModelError::Failed(Box::new(e)))?
+                .map_err(|e| ModelError::Failed(Box::new(e)))?
+        };
+        Ok(Prediction {
+            probability,
+            model: self.identity.clone(),
+        })
     }
 
     async fn check(&self) -> Result<(), ModelError> {
