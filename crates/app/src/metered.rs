@@ -7,10 +7,9 @@ use std::time::Instant;
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Features, Fingerprint, FraudModel, ModelError, ModelIdentity,
-    Prediction, RecordOutcome, StoreError, Transaction, TransactionStore,
+    Prediction, Reception, RecordOutcome, StoreError, Transaction, TransactionStore,
 };
 use async_trait::async_trait;
-use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
@@ -109,10 +108,13 @@ impl TransactionStore for MeteredStore {
         &self,
         tx: &Transaction,
         fingerprint: &Fingerprint,
-        now: OffsetDateTime,
+        reception: &Reception,
     ) -> Result<RecordOutcome, StoreError> {
-        self.observe(StoreOp::Record, self.inner.record(tx, fingerprint, now))
-            .await
+        self.observe(
+            StoreOp::Record,
+            self.inner.record(tx, fingerprint, reception),
+        )
+        .await
     }
 
     async fn commit(

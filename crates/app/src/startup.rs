@@ -86,6 +86,8 @@ pub struct Application {
     memory: Option<Arc<MemoryStore>>,
     redis: Option<Arc<RedisStore>>,
     model: Arc<ReloadableModel>,
+    /// How long history is kept, for the embedded store's sweeper.
+    retention: Duration,
 }
 
 impl Application {
@@ -136,6 +138,7 @@ impl Application {
             memory: store.memory,
             redis: store.redis,
             model,
+            retention: settings.policy.retention(),
         })
     }
 
@@ -169,12 +172,13 @@ impl Application {
                 handle.stop(true).await;
             }
         });
+        let retention = self.retention;
         let sweeper = self.memory.map(|memory| {
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(SWEEP_INTERVAL);
                 loop {
                     every.tick().await;
-                    memory.purge_expired(OffsetDateTime::now_utc());
+                    memory.purge_expired(OffsetDateTime::now_utc() - retention);
                 }
             })
         });
@@ -414,6 +418,7 @@ fn announce(settings: &Settings, address: SocketAddr, model: &ReloadableModel) {
         model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
         default_score = settings.policy.default_score(),
         fraud_threshold = settings.policy.fraud_threshold(),
+        max_lateness_s = settings.policy.max_lateness().as_secs(),
         config_file = settings.config_file.as_ref().map(|path| path.display().to_string()),
         "antifraud listening"
     );

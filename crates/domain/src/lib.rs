@@ -54,10 +54,12 @@ pub use model::{FraudModel, ModelError, ModelIdentity, ModelStatus, Prediction};
 pub use scoring::{
     ScoreError, Scored, ScoringPolicy, ScoringPolicyError, ScoringService, StoreFailurePolicy,
 };
-pub use store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
+pub use store::{
+    CommitOutcome, Fingerprint, Reception, RecordOutcome, StoreError, TransactionStore,
+};
 pub use transaction::{
-    CardBin, CustomerId, MAX_FUTURE_SKEW, MAX_ID_CHARS, MAX_TEXT_CHARS, RETENTION, Transaction,
-    TransactionId, TransactionInput,
+    CardBin, CustomerId, DEFAULT_MAX_LATENESS, MAX_FUTURE_SKEW, MAX_ID_CHARS, MAX_TEXT_CHARS,
+    Transaction, TransactionId, TransactionInput,
 };
 pub use validation::{FieldError, ValidationError, Violation};
 pub use window::{Window, WindowStat, WindowStats};

@@ -7,9 +7,11 @@ use crate::clock::Clock;
 use crate::features::Features;
 use crate::model::{FraudModel, ModelIdentity, ModelStatus, Prediction};
 use crate::race::{Bounded, bounded};
-use crate::store::{CommitOutcome, Fingerprint, RecordOutcome, StoreError, TransactionStore};
+use crate::store::{
+    CommitOutcome, Fingerprint, Reception, RecordOutcome, StoreError, TransactionStore,
+};
 use crate::transaction::TransactionInput;
-use crate::validation::ValidationError;
+use crate::validation::{FieldError, ValidationError, Violation};
 use crate::window::WindowStats;
 
 /// The knobs of the use case.
@@ -19,6 +21,7 @@ pub struct ScoringPolicy {
     default_score: f64,
     fraud_threshold: f64,
     store_failure: StoreFailurePolicy,
+    max_lateness: Duration,
 }
 
 /// What to do when the store cannot be reached or answers too late.
@@ -46,11 +49,21 @@ pub enum ScoringPolicyError {
     /// The fraud threshold is not within 0..=1.
     #[error("the fraud threshold must be between 0 and 1, got {0}")]
     FraudThreshold(f64),
+    /// The lateness is longer than [`ScoringPolicy::MAX_LATENESS`].
+    #[error("the accepted lateness must be at most 7 days, got {0:?}")]
+    MaxLateness(Duration),
 }
 
 impl ScoringPolicy {
     /// The longest model budget accepted: beyond it, answers are too late for a payment anyway.
     pub const MAX_MODEL_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The longest accepted lateness: history is kept for a day plus the lateness, so this bounds
+    /// the store's memory at eight days of transactions.
+    pub const MAX_LATENESS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+    /// The longest window, which every retained transaction's statistics span.
+    const LONGEST_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
     /// The service's defaults: 100 ms model budget, default score 0.5, threshold 0.7.
     ///
@@ -61,6 +74,7 @@ impl ScoringPolicy {
         default_score: 0.5,
         fraud_threshold: 0.7,
         store_failure: StoreFailurePolicy::Reject,
+        max_lateness: Duration::from_secs(24 * 3600),
     };
 
     /// A policy; every value is checked.
@@ -82,8 +96,34 @@ impl ScoringPolicy {
             model_timeout,
             default_score,
             fraud_threshold,
-            store_failure: StoreFailurePolicy::Reject,
+            ..Self::DEFAULT
         })
+    }
+
+    /// The same policy accepting transactions up to `max_lateness` after their timestamp.
+    ///
+    /// # Errors
+    /// [`ScoringPolicyError::MaxLateness`] beyond [`ScoringPolicy::MAX_LATENESS`].
+    pub fn with_max_lateness(self, max_lateness: Duration) -> Result<Self, ScoringPolicyError> {
+        if max_lateness > Self::MAX_LATENESS {
+            return Err(ScoringPolicyError::MaxLateness(max_lateness));
+        }
+        Ok(ScoringPolicy {
+            max_lateness,
+            ..self
+        })
+    }
+
+    /// How late a new transaction may arrive after its timestamp.
+    pub fn max_lateness(&self) -> Duration {
+        self.max_lateness
+    }
+
+    /// How long history is kept: the longest window plus the lateness, so that a transaction
+    /// accepted as late as allowed still has all of its 24 h, and a retry of any accepted one
+    /// finds it for at least the window's length after it arrived.
+    pub fn retention(&self) -> Duration {
+        Self::LONGEST_WINDOW + self.max_lateness
     }
 
     /// The same policy with another answer to store failures.
@@ -195,11 +235,22 @@ where
         started: Instant,
     ) -> Result<Scored, ScoreError> {
         let received_at = self.clock.now();
+        // At most eight days (the policy's bound): always a valid signed duration.
+        let retention =
+            time::Duration::try_from(self.policy.retention()).unwrap_or(time::Duration::MAX);
         // A span of its own, so a trace shows validation apart from the store and the model.
-        let tx = tracing::info_span!("validate").in_scope(|| input.validate(received_at))?;
+        // Anything the store may still hold passes here; whether a late one may be new is the
+        // store's to say, after it has looked for a retry.
+        let tx = tracing::info_span!("validate")
+            .in_scope(|| input.validate_within(received_at, retention))?;
         let fingerprint = Fingerprint::of(&tx);
+        let reception = Reception {
+            now: received_at,
+            horizon: received_at - retention,
+            accept_new: tx.timestamp() > received_at - self.policy.max_lateness,
+        };
         let degrade = self.policy.store_failure == StoreFailurePolicy::Degrade;
-        let (stats, recorded) = match self.store.record(&tx, &fingerprint, received_at).await {
+        let (stats, recorded) = match self.store.record(&tx, &fingerprint, &reception).await {
             Ok(RecordOutcome::Recorded(stats)) => (stats, true),
             Ok(RecordOutcome::Replayed(assessment)) => {
                 return Ok(Scored {
@@ -208,7 +259,17 @@ where
                 });
             }
             Ok(RecordOutcome::Conflict) => return Err(ScoreError::Conflict),
-            Err(StoreError::Unavailable(_)) if degrade => {
+            Ok(RecordOutcome::TooLate) => {
+                return Err(ScoreError::Invalid(ValidationError {
+                    fields: vec![FieldError {
+                        field: "timestamp".to_owned(),
+                        violation: Violation::TooOld,
+                    }],
+                }));
+            }
+            // A transaction too late to be new can only be a retry: without the store there is
+            // nothing to replay, and scoring it as new would accept what must be refused.
+            Err(StoreError::Unavailable(_)) if degrade && reception.accept_new => {
                 // Without history: the statistics of this transaction alone.
                 let alone = [(tx.timestamp(), tx.amount())];
                 (WindowStats::aggregate(tx.timestamp(), alone), false)

@@ -90,6 +90,21 @@ impl Fingerprint {
     }
 }
 
+/// How [`TransactionStore::record`] may open a unit of work: when, what is still retained, and
+/// whether a transaction the store does not hold may be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reception {
+    /// The time of reception.
+    pub now: OffsetDateTime,
+    /// The customer's transactions with a timestamp at or before this instant are deleted:
+    /// `now` minus the retention (the longest window plus the accepted lateness).
+    pub horizon: OffsetDateTime,
+    /// Whether a transaction the store does not hold may be recorded: `false` when it arrived
+    /// later than the accepted lateness, so that it can only be a retry of one recorded before
+    /// (a replay, or a resume of a unit of work that did not reach its commit).
+    pub accept_new: bool,
+}
+
 /// What [`TransactionStore::record`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RecordOutcome {
@@ -98,6 +113,9 @@ pub enum RecordOutcome {
     Recorded(WindowStats),
     /// The same transaction was already assessed: answer with this, unchanged.
     Replayed(Assessment),
+    /// The store does not hold this transaction and [`Reception::accept_new`] is `false`: it
+    /// arrived too late to be recorded. Nothing was recorded.
+    TooLate,
     /// These ids were already used for a different transaction. Nothing was recorded.
     Conflict,
 }
@@ -137,13 +155,14 @@ pub enum StoreError {
 /// work and its invariants, which every adapter must uphold; the `antifraud-store-conformance`
 /// crate checks them.
 ///
-/// Retention: a transaction is kept for [`RETENTION`](crate::RETENTION) after its timestamp;
-/// `record` deletes the customer's older transactions (measured from `now`), and adapters delete
-/// idle customers' data by their own means (expiry, sweeping).
+/// Retention: `record` deletes the customer's transactions at or before
+/// [`Reception::horizon`], and adapters delete idle customers' data by their own means (expiry,
+/// sweeping) no sooner than that. Windows are computed over what is retained, so a transaction
+/// accepted up to the lateness late still sees all of its 24 h.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait TransactionStore: Send + Sync {
-    /// Opens the unit of work for `tx`; `now` is the time of reception.
+    /// Opens the unit of work for `tx`, received as `reception` says.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the store cannot be reached in time; nothing is known to
@@ -152,7 +171,7 @@ pub trait TransactionStore: Send + Sync {
         &self,
         tx: &Transaction,
         fingerprint: &Fingerprint,
-        now: OffsetDateTime,
+        reception: &Reception,
     ) -> Result<RecordOutcome, StoreError>;
 
     /// Closes the unit of work: saves `assessment` for `tx` unless one is saved already.
@@ -178,9 +197,9 @@ impl<T: TransactionStore + ?Sized> TransactionStore for std::sync::Arc<T> {
         &self,
         tx: &Transaction,
         fingerprint: &Fingerprint,
-        now: OffsetDateTime,
+        reception: &Reception,
     ) -> Result<RecordOutcome, StoreError> {
-        (**self).record(tx, fingerprint, now).await
+        (**self).record(tx, fingerprint, reception).await
     }
 
     async fn commit(

@@ -12,8 +12,10 @@ use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 use crate::currency::Currency;
 use crate::validation::{Collector, ValidationError, Violation};
 
-/// How long the service remembers a transaction. Older ones stop counting and are deleted.
-pub const RETENTION: Duration = Duration::hours(24);
+/// How late a transaction may arrive, by default: a day after its timestamp. The service keeps
+/// history for the longest window (24 h) plus this lateness, so that a late transaction's windows
+/// are as exact as a prompt one's (see `ScoringPolicy::retention`).
+pub const DEFAULT_MAX_LATENESS: Duration = Duration::hours(24);
 
 /// How far in the future a transaction's timestamp may be: clients' clocks drift.
 pub const MAX_FUTURE_SKEW: Duration = Duration::minutes(5);
@@ -188,11 +190,23 @@ pub struct Transaction {
 
 impl TransactionInput {
     /// Validates every field, `now` being the time of reception: the timestamp must lie within
-    /// ([`RETENTION`] before `now`, [`MAX_FUTURE_SKEW`] after `now`]. A timestamp without an
-    /// offset (`2026-11-25T10:00:00`) is read as UTC.
+    /// ([`DEFAULT_MAX_LATENESS`] before `now`, [`MAX_FUTURE_SKEW`] after `now`]: what the
+    /// service accepts as a new transaction by default. A timestamp without an offset
+    /// (`2026-11-25T10:00:00`) is read as UTC.
     ///
     /// Absent optional booleans count as `false`. `-0.0` amounts are read as `0`.
     pub fn validate(self, now: OffsetDateTime) -> Result<Transaction, ValidationError> {
+        self.validate_within(now, DEFAULT_MAX_LATENESS)
+    }
+
+    /// [`TransactionInput::validate`] with timestamps up to `max_age` before `now`. The scoring
+    /// use case passes the retention: an older transaction cannot be held by the store, so it
+    /// cannot even be a retry.
+    pub fn validate_within(
+        self,
+        now: OffsetDateTime,
+        max_age: Duration,
+    ) -> Result<Transaction, ValidationError> {
         let mut c = Collector::default();
         let customer_id = c.require("customer_id", self.customer_id, CustomerId::parse);
         let transaction_id = c.require("transaction_id", self.transaction_id, TransactionId::parse);
@@ -215,7 +229,9 @@ impl TransactionInput {
         let device_id = c.require("device_id", self.device_id, |s| id_text(s, MAX_ID_CHARS));
         let location = c.require("location", self.location, |s| id_text(s, MAX_TEXT_CHARS));
         let channel = c.require("channel", self.channel, |s| id_text(s, MAX_TEXT_CHARS));
-        let timestamp = c.require("timestamp", self.timestamp, |s| parse_timestamp(&s, now));
+        let timestamp = c.require("timestamp", self.timestamp, |s| {
+            parse_timestamp(&s, now, max_age)
+        });
         let merchant_risk_score = c.optional("merchant_risk_score", self.merchant_risk_score, risk);
         let card_risk_score = c.optional("card_risk_score", self.card_risk_score, risk);
         let customer_risk_score = c.optional("customer_risk_score", self.customer_risk_score, risk);
@@ -313,7 +329,11 @@ fn risk(score: f64) -> Result<f64, Violation> {
 const NAIVE_DATE_TIME: &[BorrowedFormatItem<'_>] =
     format_description!("[year]-[month]-[day]T[hour]:[minute]:[second][optional [.[subsecond]]]");
 
-fn parse_timestamp(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Violation> {
+fn parse_timestamp(
+    text: &str,
+    now: OffsetDateTime,
+    max_age: Duration,
+) -> Result<OffsetDateTime, Violation> {
     let at = OffsetDateTime::parse(text, &Rfc3339)
         .or_else(|_| {
             // Many clients serialise UTC without its offset (Python's naive `isoformat()`):
@@ -326,7 +346,7 @@ fn parse_timestamp(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Vi
     let at = at
         .replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
         .expect("a truncated nanosecond is a valid nanosecond");
-    if at <= now - RETENTION {
+    if at <= now - max_age {
         Err(Violation::TooOld)
     } else if at > now + MAX_FUTURE_SKEW {
         Err(Violation::InFuture)

@@ -33,7 +33,8 @@ pub enum Violation {
     Format(&'static str),
     /// Not an ISO 4217 alphabetic currency code.
     UnknownCurrency,
-    /// The timestamp is older than the retention period.
+    /// The timestamp is older than the service accepts: later than the accepted lateness for a
+    /// new transaction, beyond the retention for a retry.
     TooOld,
     /// The timestamp is further in the future than the accepted clock skew.
     InFuture,
@@ -76,7 +77,7 @@ impl fmt::Display for Violation {
             Violation::UnknownCurrency => {
                 f.write_str("must be an ISO 4217 alphabetic code, such as EUR")
             }
-            Violation::TooOld => f.write_str("is older than the 24 h retention"),
+            Violation::TooOld => f.write_str("is older than the accepted lateness"),
             Violation::InFuture => f.write_str("is more than 5 minutes in the future"),
             Violation::TooMany { max } => write!(f, "must have at most {max} entries"),
         }

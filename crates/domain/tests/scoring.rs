@@ -4,9 +4,9 @@ use std::time::{Duration, Instant};
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Features, FraudModel, MockClock, MockFraudModel,
-    MockTransactionStore, ModelError, ModelIdentity, ModelStatus, Prediction, RecordOutcome,
-    ScoreError, ScoringPolicy, ScoringService, StoreError, TransactionInput, Window, WindowStat,
-    WindowStats,
+    MockTransactionStore, ModelError, ModelIdentity, ModelStatus, Prediction, Reception,
+    RecordOutcome, ScoreError, ScoringPolicy, ScoringService, StoreError, TransactionInput, Window,
+    WindowStat, WindowStats,
 };
 use async_trait::async_trait;
 use futures_executor::block_on;
@@ -115,7 +115,16 @@ fn scores_with_the_model_and_commits_the_assessment() {
     let mut store = MockTransactionStore::new();
     store
         .expect_record()
-        .withf(|tx, _, now| tx.transaction_id().as_str() == "tx-1" && *now == NOW)
+        .withf(|tx, _, reception: &Reception| {
+            // Received now; history kept for the 24 h windows plus the default 24 h lateness.
+            tx.transaction_id().as_str() == "tx-1"
+                && *reception
+                    == Reception {
+                        now: NOW,
+                        horizon: NOW - time::Duration::hours(48),
+                        accept_new: true,
+                    }
+        })
         .times(1)
         .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
     store
@@ -490,5 +499,63 @@ fn the_answer_names_the_model_that_gave_it_even_when_swapped_during_the_call() {
         (failed.model, failed.model_status),
         (version("v1"), ModelStatus::Error),
         "without an answer, the model that was asked"
+    );
+}
+
+/// The input, `hours` before the reception time.
+fn late_by(hours: i64) -> TransactionInput {
+    let at = NOW - time::Duration::hours(hours);
+    TransactionInput {
+        timestamp: Some(
+            at.format(&time::format_description::well_known::Rfc3339)
+                .expect("formats"),
+        ),
+        ..input()
+    }
+}
+
+#[test]
+fn a_transaction_later_than_the_lateness_can_only_be_a_retry() {
+    // 25 h late: past the default 24 h lateness, inside the 48 h retention. The store is asked
+    // (it may hold a retry) but may not record it; one it does not hold is refused, naming the
+    // timestamp.
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .withf(|_, _, reception: &Reception| !reception.accept_new)
+        .returning(|_, _, _| Ok(RecordOutcome::TooLate));
+    store.expect_commit().never();
+    match block_on(service(store, MockFraudModel::new()).score(late_by(25), Instant::now())) {
+        Err(ScoreError::Invalid(error)) => {
+            assert_eq!(error.fields.len(), 1);
+            assert_eq!(error.fields[0].field, "timestamp");
+            assert_eq!(error.fields[0].violation.code(), "too_old");
+        }
+        other => panic!("expected a 422 on the timestamp, got {other:?}"),
+    }
+
+    // One it holds is a replay, however late.
+    let store = store_answering(|| Ok(RecordOutcome::Replayed(saved())), None);
+    let scored = block_on(service(store, MockFraudModel::new()).score(late_by(25), Instant::now()))
+        .expect("replayed");
+    assert!(scored.replayed);
+
+    // Beyond the retention nothing can hold it: refused without asking the store.
+    let mut store = MockTransactionStore::new();
+    store.expect_record().never();
+    let result = block_on(service(store, MockFraudModel::new()).score(late_by(49), Instant::now()));
+    assert!(matches!(result, Err(ScoreError::Invalid(_))), "{result:?}");
+}
+
+#[test]
+fn with_the_degrade_policy_a_late_transaction_is_not_scored_without_the_store() {
+    // Without the store there is nothing to replay, and scoring it as new would accept what the
+    // lateness refuses: the outage is reported instead.
+    let store = store_answering(|| Err(StoreError::Unavailable("down".into())), None);
+    let service = ScoringService::new(store, MockFraudModel::new(), clock(), degrading());
+    let result = block_on(service.score(late_by(25), Instant::now()));
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
+        "{result:?}"
     );
 }

@@ -12,6 +12,7 @@ use antifraud_domain::{
     TransactionStore,
 };
 use antifraud_model::BuiltinModel;
+use antifraud_store_conformance::received;
 use antifraud_store_memory::MemoryStore;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -117,7 +118,7 @@ async fn python_features_equal_the_services() {
             .validate(now)
             .expect("fixture transactions are valid");
         let stats = match store
-            .record(&tx, &Fingerprint::of(&tx), now)
+            .record(&tx, &Fingerprint::of(&tx), &received(now))
             .await
             .expect("the memory store records")
         {

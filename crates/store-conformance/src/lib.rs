@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, ProcessingTime,
+    Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, ProcessingTime, Reception,
     RecordOutcome, StoreError, Transaction, TransactionInput, TransactionStore, Window,
     WindowStats,
 };
@@ -32,6 +32,8 @@ macro_rules! __with_conformance_cases {
             transactions_older_than_the_retention_are_deleted,
             check_succeeds_on_a_healthy_store,
             a_commit_without_its_record_is_lost_and_saves_nothing,
+            a_late_transaction_sees_the_whole_of_its_windows,
+            a_retry_too_late_to_be_new_replays_and_an_unknown_one_is_too_late,
         }
     };
 }
@@ -141,9 +143,29 @@ async fn record_new(store: &impl TransactionStore, tx: &Transaction) -> WindowSt
     }
 }
 
+/// The retention the cases run with: the longest window plus the default lateness.
+const RETENTION: Duration = Duration::hours(48);
+
+/// A reception at `now` with the cases' retention, open to new transactions.
+pub fn received(now: OffsetDateTime) -> Reception {
+    Reception {
+        now,
+        horizon: now - RETENTION,
+        accept_new: true,
+    }
+}
+
 async fn record(store: &impl TransactionStore, tx: &Transaction) -> RecordOutcome {
+    record_at(store, tx, &received(tx.timestamp())).await
+}
+
+async fn record_at(
+    store: &impl TransactionStore,
+    tx: &Transaction,
+    reception: &Reception,
+) -> RecordOutcome {
     store
-        .record(tx, &Fingerprint::of(tx), tx.timestamp())
+        .record(tx, &Fingerprint::of(tx), reception)
         .await
         .expect("the store answers")
 }
@@ -341,27 +363,90 @@ pub async fn concurrent_transactions_of_one_customer_get_exact_counts(
     assert_eq!(seen, (1..=N).collect::<Vec<_>>());
 }
 
-/// Once a transaction is older than the retention, it is gone: even a window that would still
-/// reach it does not count it.
+/// Once a transaction is at or before the retention's horizon, it is gone: even a window that
+/// would still reach it does not count it.
 pub async fn transactions_older_than_the_retention_are_deleted(store: Arc<impl TransactionStore>) {
     let c = unique_customer("retention");
     let old = transaction(&c, "old", 500.0, t0() - Duration::hours(23));
     record_new(&*store, &old).await;
-    // One second after `old` expires. `earlier`'s window, (t0 − 46 h, t0 − 22 h], reaches back
+    // The horizon has reached `old`. `earlier`'s window, (t0 − 46 h, t0 − 22 h], reaches back
     // over `old`; only deletion keeps `old` out of it.
-    let now = t0() + Duration::hours(1) + Duration::seconds(1);
+    let now = old.timestamp() + RETENTION;
     let earlier = transaction(&c, "earlier", 5.0, t0() - Duration::hours(22));
-    match store
-        .record(&earlier, &Fingerprint::of(&earlier), now)
-        .await
-        .expect("the store answers")
-    {
+    match record_at(&*store, &earlier, &received(now)).await {
         RecordOutcome::Recorded(stats) => {
             assert_eq!(counts(&stats), [1, 1, 1, 1]);
             assert_eq!(stats.get(Window::Hours24).sum, 5.0);
         }
         other => panic!("expected a new record, got {other:?}"),
     }
+}
+
+/// A transaction that arrives almost a day late gets its whole windows, (t − W, t], like any
+/// other: the retention spans the lateness and the longest window.
+pub async fn a_late_transaction_sees_the_whole_of_its_windows(store: Arc<impl TransactionStore>) {
+    let c = unique_customer("late");
+    let late_at = t0() - Duration::hours(23) - Duration::minutes(59);
+    let hours = |h: i64| late_at - Duration::hours(h);
+    for (id, amount, at) in [
+        ("a", 10.0, hours(23)),
+        ("b", 20.0, hours(13)),
+        ("c", 30.0, hours(7)),
+        ("d", 40.0, hours(2)),
+    ] {
+        record_new(&*store, &transaction(&c, id, amount, at)).await;
+    }
+    let late = transaction(&c, "late", 50.0, late_at);
+    let stats = match record_at(&*store, &late, &received(t0())).await {
+        RecordOutcome::Recorded(stats) => stats,
+        other => panic!("expected a new record, got {other:?}"),
+    };
+    // (count, sum) over 3, 6, 12 and 24 h: nothing cut at "now − 24 h".
+    assert_eq!(
+        Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum)),
+        [(2, 90.0), (2, 90.0), (3, 120.0), (5, 150.0)]
+    );
+}
+
+/// A transaction too late to be new (`accept_new` false) is still a retry for as long as it is
+/// retained: a replay once assessed, a resume before; one the store does not hold is `TooLate`
+/// and records nothing.
+pub async fn a_retry_too_late_to_be_new_replays_and_an_unknown_one_is_too_late(
+    store: Arc<impl TransactionStore>,
+) {
+    let c = unique_customer("too-late");
+    let late = |now| Reception {
+        accept_new: false,
+        ..received(now)
+    };
+    let assessed = transaction(&c, "assessed", 10.0, t0());
+    let stats = record_new(&*store, &assessed).await;
+    let saved = assessment(&assessed, stats, 0.25);
+    store.commit(&assessed, &saved).await.expect("saved");
+    let resumed = transaction(&c, "resumed", 20.0, t0() + Duration::seconds(1));
+    record_new(&*store, &resumed).await;
+
+    let later = t0() + Duration::hours(25);
+    match record_at(&*store, &assessed, &late(later)).await {
+        RecordOutcome::Replayed(first) => assert_eq!(first, saved),
+        other => panic!("expected a replay, got {other:?}"),
+    }
+    match record_at(&*store, &resumed, &late(later)).await {
+        RecordOutcome::Recorded(stats) => assert_eq!(stats.get(Window::Hours24).count, 2),
+        other => panic!("expected the unit of work to resume, got {other:?}"),
+    }
+    let unknown = transaction(&c, "unknown", 30.0, t0() + Duration::seconds(2));
+    assert_eq!(
+        record_at(&*store, &unknown, &late(later)).await,
+        RecordOutcome::TooLate
+    );
+    let next = transaction(&c, "next", 40.0, t0() + Duration::seconds(3));
+    let stats = record_new(&*store, &next).await;
+    assert_eq!(
+        stats.get(Window::Hours24).count,
+        3,
+        "the refused one was not recorded"
+    );
 }
 
 /// A commit whose record the store no longer holds (evicted, flushed, failed over between the

@@ -14,8 +14,8 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, CustomerId, Fingerprint, RETENTION, RecordOutcome, StoreError,
-    Transaction, TransactionId, TransactionStore, WindowStats,
+    Assessment, CommitOutcome, CustomerId, Fingerprint, Reception, RecordOutcome, StoreError,
+    Transaction, TransactionId, TransactionStore, Window, WindowStats,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -46,9 +46,8 @@ struct Recorded {
 }
 
 impl Ledger {
-    /// Forgets what is older than the retention at `now`.
-    fn prune(&mut self, now: OffsetDateTime) {
-        let horizon = now - RETENTION;
+    /// Forgets what is at or before `horizon`.
+    fn prune(&mut self, horizon: OffsetDateTime) {
         // Every retained transaction has an event at its timestamp, so when the oldest event is
         // still inside the retention nothing has expired: the common case costs one lookup.
         let expired = self
@@ -65,7 +64,7 @@ impl Ledger {
     /// Statistics at `at` over the retained events.
     fn stats_at(&self, at: OffsetDateTime) -> WindowStats {
         let range = (
-            Bound::Excluded((at - RETENTION, u64::MAX)),
+            Bound::Excluded((at - Window::Hours24.duration(), u64::MAX)),
             Bound::Included((at, u64::MAX)),
         );
         WindowStats::aggregate(at, self.events.range(range).map(|(&(t, _), &a)| (t, a)))
@@ -100,13 +99,13 @@ impl MemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Deletes everything older than the retention at `now`, idle customers included. `record`
-    /// prunes the customer it touches; call this periodically for the others.
-    pub fn purge_expired(&self, now: OffsetDateTime) {
+    /// Deletes everything at or before `horizon` (now minus the retention), idle customers
+    /// included. `record` prunes the customer it touches; call this periodically for the others.
+    pub fn purge_expired(&self, horizon: OffsetDateTime) {
         for shard in &self.shards {
             let mut ledgers = shard.lock().unwrap_or_else(PoisonError::into_inner);
             ledgers.retain(|_, ledger| {
-                ledger.prune(now);
+                ledger.prune(horizon);
                 !ledger.is_empty()
             });
         }
@@ -127,11 +126,18 @@ impl TransactionStore for MemoryStore {
         &self,
         tx: &Transaction,
         fingerprint: &Fingerprint,
-        now: OffsetDateTime,
+        reception: &Reception,
     ) -> Result<RecordOutcome, StoreError> {
         let mut ledgers = self.shard(tx.customer_id());
         let ledger = ledgers.entry(tx.customer_id().clone()).or_default();
-        ledger.prune(now);
+        ledger.prune(reception.horizon);
+        if !reception.accept_new && !ledger.transactions.contains_key(tx.transaction_id()) {
+            // Too late to be new, and not a retry: nothing is recorded, no empty ledger kept.
+            if ledger.is_empty() {
+                ledgers.remove(tx.customer_id());
+            }
+            return Ok(RecordOutcome::TooLate);
+        }
         let at = tx.timestamp();
         match ledger.transactions.entry(tx.transaction_id().clone()) {
             Entry::Occupied(seen) => {
@@ -186,7 +192,7 @@ impl TransactionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use antifraud_store_conformance::transaction;
+    use antifraud_store_conformance::{received, transaction};
     use time::Duration;
     use time::macros::datetime;
 
@@ -197,21 +203,39 @@ mod tests {
         for (customer, at) in [("old", t0 - Duration::hours(2)), ("recent", t0)] {
             let tx = transaction(customer, "tx", 1.0, at);
             store
-                .record(&tx, &Fingerprint::of(&tx), at)
+                .record(&tx, &Fingerprint::of(&tx), &received(at))
                 .await
                 .expect("recorded");
         }
         assert_eq!(store.customer_count(), 2);
 
-        store.purge_expired(t0 + Duration::hours(22) - Duration::seconds(1));
-        assert_eq!(store.customer_count(), 2, "nothing is 24 h old yet");
-        store.purge_expired(t0 + Duration::hours(22));
+        // The horizon moves up to, then past, each customer's only transaction.
+        store.purge_expired(t0 - Duration::hours(2) - Duration::seconds(1));
+        assert_eq!(store.customer_count(), 2, "nothing is at the horizon yet");
+        store.purge_expired(t0 - Duration::hours(2));
         assert_eq!(
             store.customer_count(),
             1,
-            "the idle customer is gone at 24 h"
+            "the idle customer is gone once the horizon reaches its history"
         );
-        store.purge_expired(t0 + Duration::hours(24));
+        store.purge_expired(t0);
+        assert_eq!(store.customer_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_too_late_to_be_new_leaves_no_empty_customer_behind() {
+        let store = MemoryStore::new();
+        let at = datetime!(2026-11-25 12:00 UTC);
+        let tx = transaction("late", "tx", 1.0, at);
+        let reception = Reception {
+            accept_new: false,
+            ..received(at + Duration::hours(30))
+        };
+        let outcome = store
+            .record(&tx, &Fingerprint::of(&tx), &reception)
+            .await
+            .expect("answers");
+        assert_eq!(outcome, RecordOutcome::TooLate);
         assert_eq!(store.customer_count(), 0);
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
-use antifraud_domain::{Fingerprint, RETENTION, TransactionStore};
-use antifraud_store_conformance::{transaction, unique_customer};
+use antifraud_domain::{Fingerprint, TransactionStore};
+use antifraud_store_conformance::{received, transaction, unique_customer};
 use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::RedisServer;
 use hdrhistogram::Histogram;
@@ -35,15 +35,15 @@ struct Customer {
 
 impl Customer {
     async fn seed(store: &RedisStore, history: u64) -> Customer {
-        let spacing = RETENTION / history as f64;
+        let spacing = time::Duration::hours(24) / history as f64;
         let start = OffsetDateTime::now_utc();
         let id = unique_customer("bench");
-        // The last seeded transaction is at `start`; the oldest is just inside the retention.
+        // The last seeded transaction is at `start`; the oldest is just inside its 24 h window.
         for i in 0..history.saturating_sub(1) {
             let at = start - spacing * (i + 1) as f64 + time::Duration::microseconds(1);
             let tx = transaction(&id, &format!("seed-{i}"), 10.0, at);
             store
-                .record(&tx, &Fingerprint::of(&tx), start)
+                .record(&tx, &Fingerprint::of(&tx), &received(start))
                 .await
                 .expect("seeded");
         }
@@ -63,7 +63,7 @@ impl Customer {
         let fingerprint = Fingerprint::of(&tx);
         let started = Instant::now();
         store
-            .record(&tx, &fingerprint, now)
+            .record(&tx, &fingerprint, &received(now))
             .await
             .expect("recorded");
         started.elapsed()

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, Fingerprint, RETENTION, RecordOutcome, StoreError, Transaction,
+    Assessment, CommitOutcome, Fingerprint, Reception, RecordOutcome, StoreError, Transaction,
     TransactionStore, Window, WindowStat, WindowStats,
 };
 use async_trait::async_trait;
@@ -28,9 +28,9 @@ const COMMIT_LUA: &str = include_str!("commit.lua");
 /// The buckets' lengths in µs, as record.lua counts them.
 const FIVE_MINUTES_US: i64 = 300_000_000;
 const HOUR_US: i64 = 3_600_000_000;
-/// How long a customer's keys live after their last write: the retention plus the accepted clock
+/// How long a customer's keys outlive the retention after their last write: the accepted clock
 /// skew (a transaction may be 5 minutes ahead) plus a margin.
-const KEY_TTL: Duration = Duration::from_secs(24 * 3600 + 10 * 60);
+const KEY_TTL_MARGIN: Duration = Duration::from_secs(10 * 60);
 
 /// Connection settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -199,11 +199,14 @@ impl TransactionStore for RedisStore {
         &self,
         tx: &Transaction,
         fingerprint: &Fingerprint,
-        now: OffsetDateTime,
+        reception: &Reception,
     ) -> Result<RecordOutcome, StoreError> {
         let keys = CustomerKeys::new(tx.customer_id());
         let ts = micros(tx.timestamp());
-        let horizon = micros(now) - RETENTION.whole_microseconds() as i64;
+        let horizon = micros(reception.horizon);
+        // The keys live as long as the retention (measured from now), and a little more.
+        let ttl = (reception.now - reception.horizon).whole_milliseconds()
+            + KEY_TTL_MARGIN.as_millis() as i128;
         // Every number the script needs that does not depend on stored data, as the text it
         // needs: formatting numbers in Lua is a large share of the script's cost in Redis.
         let mut args: Vec<String> = Vec::with_capacity(12);
@@ -214,16 +217,18 @@ impl TransactionStore for RedisStore {
             // Rust prints the shortest text that reads back as the same f64; so does Lua's tonumber.
             tx.amount().to_string(),
             horizon.to_string(),
-            KEY_TTL.as_millis().to_string(),
+            ttl.to_string(),
             format!("f{}", ts.div_euclid(FIVE_MINUTES_US)),
             format!("h{}", ts.div_euclid(HOUR_US)),
         ]);
-        // Where each window starts, longest first, clamped at the retention horizon.
+        // Where each window starts, longest first, clamped at the retention horizon (which an
+        // accepted transaction's windows never reach: the retention spans them).
         args.extend(Window::ALL.iter().rev().map(|w| {
             (ts - w.duration().whole_microseconds() as i64)
                 .max(horizon)
                 .to_string()
         }));
+        args.push(if reception.accept_new { "1" } else { "0" }.to_owned());
         let reply: Vec<String> = self
             .record
             .evalsha_with_reload(self.pool.next_connected(), keys.record(), args)
@@ -231,6 +236,7 @@ impl TransactionStore for RedisStore {
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
             Some("conflict") => Ok(RecordOutcome::Conflict),
+            Some("too_late") => Ok(RecordOutcome::TooLate),
             Some("replayed") => Ok(RecordOutcome::Replayed(saved_assessment(&reply)?)),
             Some("recorded") if reply.len() == 9 => {
                 let mut stats = [WindowStat::default(); 4];

@@ -7,8 +7,10 @@
 --         and "on" once they are kept: only for customers with more than SMALL events)
 -- ARGV: 1 transaction id, 2 fingerprint, 3 timestamp µs, 4 amount, 5 retention horizon µs,
 --       6 key TTL ms, 7 the transaction's five-minute bucket field, 8 its hour bucket field,
---       9..12 where the 24, 12, 6 and 3 h windows start (µs, clamped at the horizon)
--- Returns {"conflict"} | {"replayed", assessment} | {"recorded", count, sum, ...per window}
+--       9..12 where the 24, 12, 6 and 3 h windows start (µs, clamped at the horizon),
+--       13 "1" when a transaction not held yet may be recorded, "0" when it arrived too late
+-- Returns {"conflict"} | {"replayed", assessment} | {"too_late"} |
+--         {"recorded", count, sum, ...per window}
 --
 -- Redis runs this once per transaction, so it is written for Redis's CPU: the caller computes
 -- every number that does not depend on stored data and sends it as text, so that the common path
@@ -70,6 +72,9 @@ if seen[1] then
     return {'conflict'}
   end
   if seen[2] then return {'replayed', seen[2]} end
+elseif ARGV[13] == '0' then
+  -- Too late to be new, and not a retry: nothing is recorded.
+  return {'too_late'}
 else
   -- 3. Record: the exact event, and its five-minute and hour buckets ("count sum") when the
   -- customer has them (see below).

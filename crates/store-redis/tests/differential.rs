@@ -5,7 +5,7 @@
 use std::time::Duration as StdDuration;
 
 use antifraud_domain::{Fingerprint, RecordOutcome, TransactionStore, Window, WindowStats};
-use antifraud_store_conformance::{transaction, unique_customer};
+use antifraud_store_conformance::{received, transaction, unique_customer};
 use antifraud_store_memory::MemoryStore;
 use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::RedisServer;
@@ -47,7 +47,7 @@ async fn record(
     now: OffsetDateTime,
 ) -> WindowStats {
     match store
-        .record(tx, &Fingerprint::of(tx), now)
+        .record(tx, &Fingerprint::of(tx), &received(now))
         .await
         .expect("answers")
     {

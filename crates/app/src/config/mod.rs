@@ -211,6 +211,7 @@ impl Settings {
             values.default_score,
             values.fraud_threshold,
         )
+        .and_then(|policy| policy.with_max_lateness(values.max_lateness))
         .expect("each value was checked against the policy's ranges by its parser")
         .with_store_failure(values.store_failure_policy);
         let otlp = values.otlp_endpoint.map(|endpoint| OtlpSettings {
@@ -799,6 +800,33 @@ mod tests {
             assert!(
                 declared.contains(row),
                 "README.md documents {row:?}, which is not declared"
+            );
+        }
+    }
+
+    #[test]
+    fn the_lateness_is_a_duration_with_its_unit_up_to_a_week() {
+        let lateness =
+            |text: &str| cli(&[&format!("--max-lateness={text}")]).map(|s| s.policy.max_lateness());
+        assert_eq!(
+            Settings::from_inputs(Inputs::default())
+                .expect("valid")
+                .policy
+                .retention(),
+            Duration::from_secs(48 * 3600),
+            "24 h windows plus the default 24 h lateness"
+        );
+        assert_eq!(lateness("90m").expect("valid"), Duration::from_secs(5400));
+        assert_eq!(lateness("0s").expect("valid"), Duration::ZERO);
+        assert_eq!(
+            lateness("7d").expect("valid"),
+            Duration::from_secs(7 * 86_400)
+        );
+        for bad in ["8d", "24", "-1h", "h", "1.5h", "169h"] {
+            let message = lateness(bad).expect_err(bad).to_string();
+            assert!(
+                message.starts_with("--max-lateness (ANTIFRAUD_MAX_LATENESS)"),
+                "{message}"
             );
         }
     }

@@ -114,6 +114,16 @@ settings! {
         default: "0.7",
         parse: unit_interval,
     }
+    /// How late a transaction may arrive after its timestamp, such as `24h`, `90m` or `0s` (at
+    /// most `7d`). History is kept for 24 h plus this, so that a late transaction's windows are
+    /// exact and a retry of any accepted transaction replays for as long as it is kept.
+    max_lateness: Duration {
+        flag: "max-lateness",
+        env: "ANTIFRAUD_MAX_LATENESS",
+        value: "DURATION",
+        default: "24h",
+        parse: lateness,
+    }
     /// Log lines as `text` (for people) or `json` (one object per line, for collectors).
     log_format: LogFormat {
         flag: "log-format",
@@ -265,6 +275,26 @@ fn milliseconds(text: &str) -> Result<Duration, String> {
     match text.parse::<u64>() {
         Ok(ms) if (1..=10_000).contains(&ms) => Ok(Duration::from_millis(ms)),
         _ => Err("expected whole milliseconds from 1 to 10000".to_owned()),
+    }
+}
+
+/// A duration with its unit, `s`, `m`, `h` or `d`, from 0 to 7 days.
+fn lateness(text: &str) -> Result<Duration, String> {
+    let reason = || "expected a duration from 0s to 7d, such as 24h, 90m or 3600s".to_owned();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(reason()),
+    };
+    match number.parse::<u64>() {
+        Ok(n) if n.saturating_mul(seconds) <= 7 * 86_400 => Ok(Duration::from_secs(n * seconds)),
+        _ => Err(reason()),
     }
 }
 

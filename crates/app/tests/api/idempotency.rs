@@ -168,3 +168,32 @@ async fn an_answer_saved_by_an_earlier_version_replays_as_it_was_sent() {
     assert_eq!(body["scoring"], first["scoring"]);
     assert_eq!(body["processed_at"], first["processed_at"]);
 }
+
+#[tokio::test]
+async fn a_retry_replays_after_its_timestamp_passes_the_lateness_and_a_new_one_is_refused() {
+    let app = crate::helpers::spawn_app_with(antifraud_app::config::Inputs {
+        max_lateness: Some("2s".into()),
+        ..Default::default()
+    })
+    .await;
+    // One second late: accepted.
+    let tx = transaction("tardy", "tx-1", 10.0, Duration::seconds(-1));
+    let first = app.score(&tx).await;
+    assert_eq!(first.status(), 200);
+    let first = first.text().await.expect("a body");
+    // Once its timestamp is past the lateness, a retry is still the same answer...
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let retry = app.score(&tx).await;
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.text().await.expect("a body"), first);
+    // ...while a transaction as late, that the service does not hold, is refused.
+    let late = transaction("tardy", "tx-2", 10.0, Duration::seconds(-3));
+    let body = problem(app.score(&late).await, 422).await;
+    assert_eq!(body["errors"][0]["field"], "timestamp");
+    assert_eq!(body["errors"][0]["code"], "too_old");
+    let next = app
+        .score(&transaction("tardy", "tx-3", 10.0, Duration::ZERO))
+        .await;
+    let next: Value = next.json().await.expect("JSON");
+    assert_eq!(count_24h(&next), 2, "the refused one was not recorded");
+}
