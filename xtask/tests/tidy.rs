@@ -147,5 +147,19 @@ fn every_crate_uses_the_workspace_lints_and_dependencies() {
             "{}: internal crates are listed once, in the root [workspace.dependencies]",
             manifest.display()
         );
+        // Every dependency, external ones too, comes from [workspace.dependencies]: one list of
+        // versions and features for the whole workspace.
+        let mut in_dependencies = false;
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_dependencies = line.ends_with("dependencies]");
+            } else if in_dependencies && !line.is_empty() && !line.starts_with('#') {
+                assert!(
+                    line.contains("workspace = true"),
+                    "{}: `{line}` must come from the root [workspace.dependencies]",
+                    manifest.display()
+                );
+            }
+        }
     }
 }
