@@ -305,3 +305,64 @@ async fn a_record_lost_while_the_model_thinks_is_a_retry_safe_503_not_a_500() {
     assert_eq!((status, replayed), (200, false), "{body}");
     assert_eq!(count_24h(&body), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_redis_answers_again_no_request_fails_after_the_first_success() {
+    let mut app = app_on_redis(durable_redis(), "reject").await;
+    until_ok(&app, &transaction("back", "warm", 1.0, Duration::ZERO)).await;
+    redis(&mut app).stop();
+    // Long enough for every pooled connection's reconnect backoff to reach its ceiling.
+    for i in 0..30 {
+        let (status, _, _) = post(
+            &app,
+            &transaction("back", &format!("down-{i}"), 1.0, Duration::ZERO),
+        )
+        .await;
+        assert_eq!(status, 503);
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    // A flap: some connections come back and go down again, others stay in their backoff, so
+    // that the pooled connections no longer retry in step (as under real traffic).
+    redis(&mut app).restart();
+    tokio::time::sleep(StdDuration::from_millis(30)).await;
+    redis(&mut app).stop();
+    tokio::time::sleep(StdDuration::from_millis(1_500)).await;
+    redis(&mut app).restart();
+    // Poll tightly, so that the requests below follow the first success at once.
+    let deadline = Instant::now() + StdDuration::from_secs(15);
+    for i in 0.. {
+        let probe = transaction("back", &format!("probe-{i}"), 1.0, Duration::ZERO);
+        if post(&app, &probe).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service did not recover");
+        tokio::time::sleep(StdDuration::from_millis(2)).await;
+    }
+    // Right after the first success, requests on fresh connections (spread over every worker,
+    // each with its own Redis connections) all succeed.
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let address = app.address.clone();
+        let body = transaction("back", &format!("after-{i}"), 1.0, Duration::ZERO);
+        requests.spawn(async move {
+            crate::helpers::http_client()
+                .post(format!("{address}/api/v1/transactions"))
+                .header("connection", "close")
+                .json(&body)
+                .send()
+                .await
+                .expect("an answer")
+                .status()
+                .as_u16()
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(status) = requests.join_next().await {
+        statuses.push(status.expect("the request task"));
+    }
+    let failed = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(
+        failed, 0,
+        "after the first 200, every request succeeds: {statuses:?}"
+    );
+}
