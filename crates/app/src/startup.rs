@@ -273,8 +273,11 @@ async fn open_store(settings: &StoreSettings, scoring_over: &ScoringOver) -> any
             );
             // Start even when Redis is down: readiness says so, requests get the failure
             // policy, and the pool keeps reconnecting.
-            if let Err(error) = redis.wait_for_connect(REDIS_CONNECT_WAIT).await {
-                tracing::warn!(%error, "Redis is not reachable yet; the pool keeps trying");
+            match redis.wait_for_connect(REDIS_CONNECT_WAIT).await {
+                Ok(()) => warn_unless_noeviction(&redis).await,
+                Err(error) => {
+                    tracing::warn!(%error, "Redis is not reachable yet; the pool keeps trying");
+                }
             }
             Ok(Store {
                 workers: WorkersStore::OwnRedis(redis_settings.clone()),
@@ -282,6 +285,23 @@ async fn open_store(settings: &StoreSettings, scoring_over: &ScoringOver) -> any
                 redis: Some(redis),
             })
         }
+    }
+}
+
+/// Redis must never evict a customer's keys: an evicted key loses transactions, and an evicted
+/// idempotency entry lets a retry count twice. Says so at start-up when its policy allows it.
+async fn warn_unless_noeviction(redis: &RedisStore) {
+    match redis.eviction_policy().await {
+        Ok(policy) if policy == "noeviction" => {}
+        Ok(policy) => tracing::warn!(
+            maxmemory_policy = %policy,
+            "Redis may evict keys under memory pressure, which loses transactions and can count \
+             a retry twice; set `maxmemory-policy noeviction` (see docs/redis.md)"
+        ),
+        Err(error) => tracing::info!(
+            %error,
+            "cannot read Redis's maxmemory-policy; it must be noeviction (see docs/redis.md)"
+        ),
     }
 }
 

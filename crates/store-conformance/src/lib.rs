@@ -34,6 +34,7 @@ macro_rules! __with_conformance_cases {
             a_commit_without_its_record_is_lost_and_saves_nothing,
             a_late_transaction_sees_the_whole_of_its_windows,
             a_retry_too_late_to_be_new_replays_and_an_unknown_one_is_too_late,
+            the_horizon_never_moves_backwards_when_clocks_disagree,
         }
     };
 }
@@ -446,6 +447,59 @@ pub async fn a_retry_too_late_to_be_new_replays_and_an_unknown_one_is_too_late(
         stats.get(Window::Hours24).count,
         3,
         "the refused one was not recorded"
+    );
+}
+
+/// Two instances whose clocks disagree share the store. The one ahead prunes a transaction; the
+/// one behind then receives a retry of it, and a new transaction whose window reaches back over
+/// it. The customer's horizon never moves backwards: the retry is not recorded again, and no
+/// window counts the deleted transaction, even for a busy customer (whose Redis windows come
+/// from buckets).
+pub async fn the_horizon_never_moves_backwards_when_clocks_disagree(
+    store: Arc<impl TransactionStore>,
+) {
+    let c = unique_customer("skew");
+    let old = transaction(&c, "old", 10.0, t0());
+    record_new(&*store, &old).await;
+    for i in 1..=205 {
+        let at = t0() + Duration::seconds(i);
+        record_new(&*store, &transaction(&c, &format!("f{i}"), 1.0, at)).await;
+    }
+    // The instance ahead: its horizon has reached `old`.
+    let ahead = Reception {
+        now: t0() + RETENTION,
+        horizon: t0(),
+        accept_new: true,
+    };
+    let a = transaction(&c, "a", 1.0, t0() + Duration::seconds(300));
+    assert!(matches!(
+        record_at(&*store, &a, &ahead).await,
+        RecordOutcome::Recorded(_)
+    ));
+    // The instance behind: by its clock, `old` is still retained.
+    let behind = Reception {
+        now: t0() + RETENTION - Duration::hours(1),
+        horizon: t0() - Duration::hours(1),
+        accept_new: true,
+    };
+    assert_eq!(
+        record_at(&*store, &old, &behind).await,
+        RecordOutcome::TooLate,
+        "a transaction the store deleted is not recorded again"
+    );
+    let b = transaction(&c, "b", 1.0, t0() + Duration::seconds(400));
+    let stats = match record_at(&*store, &b, &behind).await {
+        RecordOutcome::Recorded(stats) => stats,
+        other => panic!("expected a new record, got {other:?}"),
+    };
+    // The 205 fillers, `a` and `b`; `old`, at the horizon, is gone, and counted neither once
+    // nor twice.
+    assert_eq!(
+        (
+            stats.get(Window::Hours24).count,
+            stats.get(Window::Hours24).sum
+        ),
+        (207, 207.0)
     );
 }
 

@@ -37,6 +37,9 @@ struct Ledger {
     /// Every retained transaction by id, for idempotency.
     transactions: HashMap<TransactionId, Recorded>,
     next_sequence: u64,
+    /// The latest horizon pruned at: it never moves backwards, so a clock that goes back cannot
+    /// bring a deleted transaction back as new.
+    horizon: Option<OffsetDateTime>,
 }
 
 struct Recorded {
@@ -46,8 +49,10 @@ struct Recorded {
 }
 
 impl Ledger {
-    /// Forgets what is at or before `horizon`.
-    fn prune(&mut self, horizon: OffsetDateTime) {
+    /// Forgets what is at or before `horizon`, or the latest horizon pruned at if that is later,
+    /// and returns the horizon in force.
+    fn prune(&mut self, horizon: OffsetDateTime) -> OffsetDateTime {
+        let horizon = self.horizon.map_or(horizon, |kept| kept.max(horizon));
         // Every retained transaction has an event at its timestamp, so when the oldest event is
         // still inside the retention nothing has expired: the common case costs one lookup.
         let expired = self
@@ -58,7 +63,9 @@ impl Ledger {
             // Keys at or before the horizon go; `split_off` keeps everything after it.
             self.events = self.events.split_off(&(horizon, u64::MAX));
             self.transactions.retain(|_, tx| tx.timestamp > horizon);
+            self.horizon = Some(horizon);
         }
+        horizon
     }
 
     /// Statistics at `at` over the retained events.
@@ -105,7 +112,7 @@ impl MemoryStore {
         for shard in &self.shards {
             let mut ledgers = shard.lock().unwrap_or_else(PoisonError::into_inner);
             ledgers.retain(|_, ledger| {
-                ledger.prune(horizon);
+                let _ = ledger.prune(horizon);
                 !ledger.is_empty()
             });
         }
@@ -130,8 +137,11 @@ impl TransactionStore for MemoryStore {
     ) -> Result<RecordOutcome, StoreError> {
         let mut ledgers = self.shard(tx.customer_id());
         let ledger = ledgers.entry(tx.customer_id().clone()).or_default();
-        ledger.prune(reception.horizon);
-        if !reception.accept_new && !ledger.transactions.contains_key(tx.transaction_id()) {
+        let horizon = ledger.prune(reception.horizon);
+        let known = ledger.transactions.contains_key(tx.transaction_id());
+        // At or before the horizon in force, a transaction the store does not hold can only be
+        // one it deleted: recording it again would count it twice.
+        if !known && (!reception.accept_new || tx.timestamp() <= horizon) {
             // Too late to be new, and not a retry: nothing is recorded, no empty ledger kept.
             if ledger.is_empty() {
                 ledgers.remove(tx.customer_id());

@@ -18,6 +18,7 @@ use antifraud_domain::{
 use async_trait::async_trait;
 use fred::prelude::*;
 use fred::types::scripts::Script;
+use fred::types::{ClusterHash, CustomCommand};
 use time::OffsetDateTime;
 
 pub use keys::CustomerKeys;
@@ -135,6 +136,27 @@ impl RedisStore {
                 format!("no connection to Redis within {timeout:?}").into(),
             )),
         }
+    }
+
+    /// Redis's `maxmemory-policy`. Anything but `noeviction` lets Redis delete a customer's key
+    /// under memory pressure, which loses transactions and can let a retry count twice.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached, or refuses `CONFIG` (as some managed services do).
+    pub async fn eviction_policy(&self) -> Result<String, StoreError> {
+        let reply: Vec<String> = self
+            .pool
+            .next_connected()
+            .custom(
+                CustomCommand::new_static("CONFIG", ClusterHash::Random, false),
+                vec!["GET", "maxmemory-policy"],
+            )
+            .await
+            .map_err(classify)?;
+        reply
+            .get(1)
+            .cloned()
+            .ok_or_else(|| internal(format!("CONFIG GET maxmemory-policy answered {reply:?}")))
     }
 
     /// Closes every connection.

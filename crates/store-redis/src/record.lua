@@ -2,7 +2,8 @@
 -- aggregation. See docs/redis.md for the key schema and the cost of each step.
 --
 -- KEYS: 1 events (zset: "amount|transaction id" scored by timestamp in µs)
---       2 transactions (hash: "t:<id>" -> "fingerprint|timestamp", "a:<id>" -> assessment JSON)
+--       2 transactions (hash: "t:<id>" -> "fingerprint|timestamp", "a:<id>" -> assessment JSON,
+--         "hz" -> the latest horizon pruned at, µs: it never moves backwards)
 --       3 buckets (hash: "f<n>" five-minute and "h<n>" hour buckets since the epoch -> "count sum",
 --         and "on" once they are kept: only for customers with more than SMALL events)
 -- ARGV: 1 transaction id, 2 fingerprint, 3 timestamp µs, 4 amount, 5 retention horizon µs,
@@ -21,6 +22,14 @@ local events, transactions, buckets = KEYS[1], KEYS[2], KEYS[3]
 local id, fingerprint = ARGV[1], ARGV[2]
 local ts_text, amount_text, horizon_text = ARGV[3], ARGV[4], ARGV[5]
 local ts, horizon = tonumber(ts_text), tonumber(horizon_text)
+
+-- What the store knows of this id, and the customer's horizon: one call.
+local seen = redis.call('HMGET', transactions, 't:' .. id, 'a:' .. id, 'hz')
+-- The horizon never moves backwards: an instance whose clock is behind another's prunes at the
+-- later of the two, so that what one deleted another cannot bring back and count again.
+if seen[3] and tonumber(seen[3]) > horizon then
+  horizon_text, horizon = seen[3], tonumber(seen[3])
+end
 local ttl = ARGV[6]
 local FIVE = 300000000   -- five minutes in µs
 local HOUR = 3600000000
@@ -41,6 +50,9 @@ if #expired > 0 then
     fields[#fields + 1] = 'a:' .. expired_id
   end
   redis.call('ZREMRANGEBYSCORE', events, '-inf', horizon_text)
+  if not seen[3] or tonumber(seen[3]) < horizon then
+    redis.call('HSET', transactions, 'hz', horizon_text)
+  end
   -- Variadic commands over long lists go in slices: Lua's stack limits unpack().
   for i = 1, #fields, 1000 do
     redis.call('HDEL', transactions, unpack(fields, i, math.min(i + 999, #fields)))
@@ -65,15 +77,19 @@ end
 -- The number of retained events, once known.
 local size
 
--- 2. Idempotency: a known id is a replay, a resumed unit of work, or a conflict.
-local seen = redis.call('HMGET', transactions, 't:' .. id, 'a:' .. id)
+-- 2. Idempotency: a known id is a replay, a resumed unit of work, or a conflict. (One read
+-- before the pruning: an entry it just deleted is not known.)
+if seen[1] and tonumber(sub(seen[1], find(seen[1], '|', 1, true) + 1)) <= horizon then
+  seen[1], seen[2] = false, false
+end
 if seen[1] then
   if sub(seen[1], 1, find(seen[1], '|', 1, true) - 1) ~= fingerprint then
     return {'conflict'}
   end
   if seen[2] then return {'replayed', seen[2]} end
-elseif ARGV[13] == '0' then
-  -- Too late to be new, and not a retry: nothing is recorded.
+elseif ARGV[13] == '0' or ts <= horizon then
+  -- Too late to be new, or at or before the horizon (one this store deleted), and not a retry:
+  -- nothing is recorded.
   return {'too_late'}
 else
   -- 3. Record: the exact event, and its five-minute and hour buckets ("count sum") when the
@@ -138,12 +154,17 @@ end
 -- 4. Aggregate. The windows (ts - W, ts] share their end, so they are cut into four disjoint
 -- segments between the points ts - 24h < ts - 12h < ts - 6h < ts - 3h < ts, each clamped at the
 -- retention horizon; a window is the sum of the segments it spans.
-local points = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]), ts}
+-- The caller clamped the window starts at its own horizon; the customer's may be later.
+local starts = {ARGV[9], ARGV[10], ARGV[11], ARGV[12]}
+for k = 1, 4 do
+  if tonumber(starts[k]) < horizon then starts[k] = horizon_text end
+end
+local points = {tonumber(starts[1]), tonumber(starts[2]), tonumber(starts[3]), tonumber(starts[4]), ts}
 local segments = {{0, 0}, {0, 0}, {0, 0}, {0, 0}}
 
 if (size or redis.call('ZCARD', events)) <= SMALL then
   -- Small: one read of the events in the day, each counted in the latest segment it falls in.
-  local flat = redis.call('ZRANGEBYSCORE', events, '(' .. ARGV[9], ts_text, 'WITHSCORES')
+  local flat = redis.call('ZRANGEBYSCORE', events, '(' .. starts[1], ts_text, 'WITHSCORES')
   for i = 1, #flat, 2 do
     local at = tonumber(flat[i + 1])
     for k = 4, 1, -1 do

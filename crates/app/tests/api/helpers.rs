@@ -223,6 +223,8 @@ pub(crate) struct Binary {
     pub(crate) address: String,
     /// The log line that said so.
     pub(crate) listening: Value,
+    /// The log lines before it.
+    pub(crate) startup: Vec<Value>,
     /// Its remaining log lines.
     pub(crate) lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
 }
@@ -242,6 +244,7 @@ impl Binary {
         let stderr = child.stderr.take().expect("piped");
         let mut lines = std::io::BufReader::new(stderr).lines();
         // Every line up to the announcement must be JSON: the binary runs with JSON logs.
+        let mut startup = Vec::new();
         let listening = lines
             .by_ref()
             .take(50)
@@ -249,7 +252,13 @@ impl Binary {
                 let line = line.expect("UTF-8 log lines");
                 serde_json::from_str::<Value>(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))
             })
-            .find(|line| line["message"] == "antifraud listening")
+            .find(|line| {
+                let found = line["message"] == "antifraud listening";
+                if !found {
+                    startup.push(line.clone());
+                }
+                found
+            })
             .expect("the service says where it listens");
         let address = listening["address"]
             .as_str()
@@ -259,6 +268,7 @@ impl Binary {
             child,
             address,
             listening,
+            startup,
             lines,
         }
     }

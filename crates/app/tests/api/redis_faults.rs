@@ -366,3 +366,25 @@ async fn once_redis_answers_again_no_request_fails_after_the_first_success() {
         "after the first 200, every request succeeds: {statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn start_up_warns_when_redis_may_evict_keys() {
+    let warned = |server: &RedisServer| {
+        let binary = crate::helpers::Binary::start(&["--redis-url", &server.url()], &[]);
+        binary
+            .startup
+            .iter()
+            .find(|line| line["maxmemory_policy"].is_string())
+            .map(|line| {
+                assert_eq!(line["level"], "WARN", "{line}");
+                line["maxmemory_policy"]
+                    .as_str()
+                    .expect("a policy")
+                    .to_owned()
+            })
+    };
+    let evicting = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    assert_eq!(warned(&evicting).as_deref(), Some("allkeys-lru"));
+    let safe = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    assert_eq!(warned(&safe), None, "noeviction needs no warning");
+}
