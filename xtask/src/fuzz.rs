@@ -79,13 +79,7 @@ impl Fuzz {
             fuzz_dir.display().to_string(),
             target.name.to_owned(),
         ];
-        println!("$ RUSTC_BOOTSTRAP=1 cargo {}", build.join(" "));
-        let built = Command::new(cargo_path())
-            .args(&build)
-            .env("RUSTC_BOOTSTRAP", "1")
-            .current_dir(&fuzz_dir)
-            .status()
-            .context("cannot run cargo fuzz")?;
+        let built = cargo_fuzz(&build)?;
         if !built.success() {
             bail!("cannot build the fuzz target {} ({built})", target.name);
         }
@@ -114,13 +108,7 @@ impl Fuzz {
         if dictionary.exists() {
             args.push(format!("-dict={}", dictionary.display()));
         }
-        println!("$ RUSTC_BOOTSTRAP=1 cargo {}", args.join(" "));
-        let status = Command::new(cargo_path())
-            .args(&args)
-            .env("RUSTC_BOOTSTRAP", "1")
-            .current_dir(&fuzz_dir)
-            .status()
-            .context("cannot run cargo fuzz")?;
+        let status = cargo_fuzz(&args)?;
         if !status.success() {
             bail!(
                 "the fuzzer found a failing input ({status}): see fuzz/artifacts/{name}/; replay \
@@ -134,4 +122,16 @@ impl Fuzz {
         );
         Ok(())
     }
+}
+
+/// Runs `cargo ARGS` in fuzz/, with the pinned stable compiler allowed the nightly-only flags
+/// cargo fuzz passes (see the module's docs).
+fn cargo_fuzz(args: &[String]) -> anyhow::Result<std::process::ExitStatus> {
+    println!("$ RUSTC_BOOTSTRAP=1 cargo {}", args.join(" "));
+    Command::new(cargo_path())
+        .args(args)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .current_dir(workspace_root().join("fuzz"))
+        .status()
+        .context("cannot run cargo fuzz")
 }

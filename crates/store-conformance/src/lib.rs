@@ -156,6 +156,14 @@ pub fn received(now: OffsetDateTime) -> Reception {
     }
 }
 
+/// The statistics of an outcome that must be a record.
+fn recorded(outcome: RecordOutcome) -> WindowStats {
+    match outcome {
+        RecordOutcome::Recorded(stats) => stats,
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
 async fn record(store: &impl TransactionStore, tx: &Transaction) -> RecordOutcome {
     record_at(store, tx, &received(tx.timestamp())).await
 }
@@ -398,10 +406,7 @@ pub async fn a_late_transaction_sees_the_whole_of_its_windows(store: Arc<impl Tr
         record_new(&*store, &transaction(&c, id, amount, at)).await;
     }
     let late = transaction(&c, "late", 50.0, late_at);
-    let stats = match record_at(&*store, &late, &received(t0())).await {
-        RecordOutcome::Recorded(stats) => stats,
-        other => panic!("expected a new record, got {other:?}"),
-    };
+    let stats = recorded(record_at(&*store, &late, &received(t0())).await);
     // (count, sum) over 3, 6, 12 and 24 h: nothing cut at "now − 24 h".
     assert_eq!(
         Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum)),
@@ -488,10 +493,7 @@ pub async fn the_horizon_never_moves_backwards_when_clocks_disagree(
         "a transaction the store deleted is not recorded again"
     );
     let b = transaction(&c, "b", 1.0, t0() + Duration::seconds(400));
-    let stats = match record_at(&*store, &b, &behind).await {
-        RecordOutcome::Recorded(stats) => stats,
-        other => panic!("expected a new record, got {other:?}"),
-    };
+    let stats = recorded(record_at(&*store, &b, &behind).await);
     // The 205 fillers, `a` and `b`; `old`, at the horizon, is gone, and counted neither once
     // nor twice.
     assert_eq!(
