@@ -435,6 +435,7 @@ fn announce(settings: &Settings, address: SocketAddr, model: &ReloadableModel) {
         store_failure_policy = ?settings.policy.store_failure(),
         model.name = %serving.name,
         model.version = %serving.version,
+        deadline_ms = settings.policy.deadline().as_millis() as u64,
         model_timeout_ms = settings.policy.model_timeout().as_millis() as u64,
         default_score = settings.policy.default_score(),
         fraud_threshold = settings.policy.fraud_threshold(),

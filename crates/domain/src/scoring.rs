@@ -1,5 +1,6 @@
 //! The scoring use case: validate, record, ask the model within its budget, save the assessment.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::assessment::{Assessment, ProcessingTime};
@@ -22,6 +23,7 @@ pub struct ScoringPolicy {
     fraud_threshold: f64,
     store_failure: StoreFailurePolicy,
     max_lateness: Duration,
+    deadline: Duration,
 }
 
 /// What to do when the store cannot be reached or answers too late.
@@ -49,6 +51,9 @@ pub enum ScoringPolicyError {
     /// The fraud threshold is not within 0..=1.
     #[error("the fraud threshold must be between 0 and 1, got {0}")]
     FraudThreshold(f64),
+    /// The deadline is zero or longer than [`ScoringPolicy::MAX_DEADLINE`].
+    #[error("the deadline must be between 1 ms and 10 s, got {0:?}")]
+    Deadline(Duration),
     /// The lateness is longer than [`ScoringPolicy::MAX_LATENESS`].
     #[error("the accepted lateness must be at most 7 days, got {0:?}")]
     MaxLateness(Duration),
@@ -62,10 +67,14 @@ impl ScoringPolicy {
     /// the store's memory at eight days of transactions.
     pub const MAX_LATENESS: Duration = Duration::from_secs(7 * 24 * 3600);
 
+    /// The longest end-to-end deadline accepted.
+    pub const MAX_DEADLINE: Duration = Duration::from_secs(10);
+
     /// The longest window, which every retained transaction's statistics span.
     const LONGEST_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-    /// The service's defaults: 100 ms model budget, default score 0.5, threshold 0.7.
+    /// The service's defaults: 100 ms model budget, default score 0.5, threshold 0.7, answers
+    /// within 200 ms, transactions up to 24 h late.
     ///
     /// The threshold sits above the default score on purpose: a model outage must not flag every
     /// transaction as fraud.
@@ -75,6 +84,7 @@ impl ScoringPolicy {
         fraud_threshold: 0.7,
         store_failure: StoreFailurePolicy::Reject,
         max_lateness: Duration::from_secs(24 * 3600),
+        deadline: Duration::from_millis(200),
     };
 
     /// A policy; every value is checked.
@@ -112,6 +122,23 @@ impl ScoringPolicy {
             max_lateness,
             ..self
         })
+    }
+
+    /// The same policy answering every request within `deadline` of its arrival: the store's
+    /// calls and the model get what remains of it.
+    ///
+    /// # Errors
+    /// [`ScoringPolicyError::Deadline`] outside 1 ms..=[`ScoringPolicy::MAX_DEADLINE`].
+    pub fn with_deadline(self, deadline: Duration) -> Result<Self, ScoringPolicyError> {
+        if deadline < Duration::from_millis(1) || deadline > Self::MAX_DEADLINE {
+            return Err(ScoringPolicyError::Deadline(deadline));
+        }
+        Ok(ScoringPolicy { deadline, ..self })
+    }
+
+    /// How long a request may take, from its arrival to its answer.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// How late a new transaction may arrive after its timestamp.
@@ -183,6 +210,17 @@ pub struct Scored {
     pub replayed: bool,
 }
 
+/// When a request's answer is due.
+struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
+
 /// The scoring use case, generic over its ports.
 pub struct ScoringService<S, M, C> {
     store: S,
@@ -250,7 +288,11 @@ where
             accept_new: tx.timestamp() > received_at - self.policy.max_lateness,
         };
         let degrade = self.policy.store_failure == StoreFailurePolicy::Degrade;
-        let (stats, recorded) = match self.store.record(&tx, &fingerprint, &reception).await {
+        let deadline = Deadline {
+            at: started + self.policy.deadline,
+        };
+        let recording = self.store.record(&tx, &fingerprint, &reception);
+        let (stats, recorded) = match self.within(&deadline, recording).await {
             Ok(RecordOutcome::Recorded(stats)) => (stats, true),
             Ok(RecordOutcome::Replayed(assessment)) => {
                 return Ok(Scored {
@@ -277,7 +319,15 @@ where
             Err(error) => return Err(error.into()),
         };
 
-        let (score, model_status, model) = self.predict(&Features::new(&tx, &stats)).await;
+        // The model gets its budget, or what remains once the commit's share is set aside.
+        let model_budget = self.policy.model_timeout.min(
+            deadline
+                .remaining()
+                .saturating_sub(self.policy.deadline / 10),
+        );
+        let (score, model_status, model) = self
+            .predict(&Features::new(&tx, &stats), model_budget)
+            .await;
         let mut assessment = Assessment {
             customer_id: tx.customer_id().clone(),
             transaction_id: tx.transaction_id().clone(),
@@ -297,7 +347,10 @@ where
                 replayed: false,
             });
         }
-        match self.store.commit(&tx, &assessment).await {
+        match self
+            .within(&deadline, self.store.commit(&tx, &assessment))
+            .await
+        {
             Ok(CommitOutcome::Saved) => Ok(Scored {
                 assessment,
                 replayed: false,
@@ -318,12 +371,32 @@ where
         }
     }
 
+    /// A store call, given what remains of the deadline: past it, the store counts as
+    /// unavailable (the answer is then 503, or degraded), and a panic in an adapter is contained.
+    async fn within<T>(
+        &self,
+        deadline: &Deadline,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match bounded(call, self.clock.sleep(deadline.remaining())).await {
+            Bounded::Done(result) => result,
+            Bounded::TimedOut => Err(StoreError::Unavailable(
+                "the store did not answer within the request's deadline".into(),
+            )),
+            Bounded::Panicked => Err(StoreError::Internal("the store adapter panicked".into())),
+        }
+    }
+
     /// The model's probability and identity, or the default score (and the model that was asked)
     /// when it is late, fails, panics or answers something that is not a probability.
-    async fn predict(&self, features: &Features) -> (f64, ModelStatus, ModelIdentity) {
+    async fn predict(
+        &self,
+        features: &Features,
+        budget: Duration,
+    ) -> (f64, ModelStatus, ModelIdentity) {
         // Read before the call: the model asked, for answers it does not give.
         let asked = self.model.identity();
-        let timer = self.clock.sleep(self.policy.model_timeout);
+        let timer = self.clock.sleep(budget);
         // The call itself happens inside the bounded future, so a model that panics before it
         // returns a future is contained too.
         let prediction = async { self.model.predict(features).await };

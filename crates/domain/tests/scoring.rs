@@ -559,3 +559,98 @@ fn with_the_degrade_policy_a_late_transaction_is_not_scored_without_the_store() 
         "{result:?}"
     );
 }
+
+/// A store that never answers `record`.
+struct SilentStore;
+
+#[async_trait]
+impl antifraud_domain::TransactionStore for SilentStore {
+    async fn record(
+        &self,
+        _: &antifraud_domain::Transaction,
+        _: &antifraud_domain::Fingerprint,
+        _: &Reception,
+    ) -> Result<RecordOutcome, StoreError> {
+        std::future::pending().await
+    }
+    async fn commit(
+        &self,
+        _: &antifraud_domain::Transaction,
+        _: &Assessment,
+    ) -> Result<CommitOutcome, StoreError> {
+        std::future::pending().await
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_that_never_answers_is_cut_at_the_deadline() {
+    // The clock's timer is asked for what remains of the 200 ms deadline, and fires.
+    let deadline_clock = || {
+        let mut clock = MockClock::new();
+        clock.expect_now().return_const(NOW);
+        clock
+            .expect_sleep()
+            .withf(|d| *d <= Duration::from_millis(200) && *d > Duration::from_millis(150))
+            .times(1)
+            .return_const(());
+        clock
+    };
+    let service = ScoringService::new(
+        SilentStore,
+        MockFraudModel::new(),
+        deadline_clock(),
+        ScoringPolicy::DEFAULT,
+    );
+    let result = block_on(service.score(input(), Instant::now()));
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
+        "{result:?}"
+    );
+    let service = ScoringService::new(
+        SilentStore,
+        model_answering(|| Ok(0.2)),
+        clock(),
+        degrading(),
+    );
+    let a = block_on(service.score(input(), Instant::now()))
+        .expect("scored without history")
+        .assessment;
+    assert!(a.degraded);
+}
+
+#[test]
+fn the_model_gets_what_remains_of_the_deadline_when_the_store_was_slow() {
+    // 150 ms of the 200 ms are gone when the use case starts (a slow body, a slow store): the
+    // model gets what remains but the commit's share (a tenth of the deadline), not its 100 ms.
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    clock
+        .expect_sleep()
+        .withf(|d| *d <= Duration::from_millis(30))
+        .times(1)
+        .return_const(());
+    let service = ScoringService::new(
+        recording_store(),
+        SilentModel,
+        clock,
+        ScoringPolicy::DEFAULT,
+    );
+    let started = Instant::now() - Duration::from_millis(150);
+    let a = block_on(service.score(input(), started))
+        .expect("scored")
+        .assessment;
+    assert_eq!(a.model_status, ModelStatus::Timeout);
+    assert!(
+        ScoringPolicy::DEFAULT
+            .with_deadline(Duration::ZERO)
+            .is_err()
+    );
+    assert!(
+        ScoringPolicy::DEFAULT
+            .with_deadline(Duration::from_secs(11))
+            .is_err()
+    );
+}

@@ -212,6 +212,7 @@ impl Settings {
             values.fraud_threshold,
         )
         .and_then(|policy| policy.with_max_lateness(values.max_lateness))
+        .and_then(|policy| policy.with_deadline(values.deadline_ms))
         .expect("each value was checked against the policy's ranges by its parser")
         .with_store_failure(values.store_failure_policy);
         let otlp = values.otlp_endpoint.map(|endpoint| OtlpSettings {
@@ -342,6 +343,14 @@ mod tests {
         assert_eq!(settings.policy, ScoringPolicy::DEFAULT);
         assert_eq!(settings.policy.model_timeout(), Duration::from_millis(100));
         assert_eq!(settings.policy.default_score(), 0.5);
+        assert_eq!(settings.policy.deadline(), Duration::from_millis(200));
+        assert_eq!(
+            cli(&["--deadline-ms", "350"])
+                .expect("valid")
+                .policy
+                .deadline(),
+            Duration::from_millis(350)
+        );
     }
 
     #[test]

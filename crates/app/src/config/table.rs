@@ -90,6 +90,16 @@ settings! {
         default: "shipped",
         parse: ModelSettings::parse,
     }
+    /// Longest time from a request's arrival to its answer, in milliseconds (1..=10000): the
+    /// store's calls and the model get what remains of it, and past it the answer is 503 (or
+    /// degraded).
+    deadline_ms: Duration {
+        flag: "deadline-ms",
+        env: "ANTIFRAUD_DEADLINE_MS",
+        value: "MS",
+        default: "200",
+        parse: milliseconds,
+    }
     /// Budget of one model call, in milliseconds (1..=10000).
     model_timeout_ms: Duration {
         flag: "model-timeout-ms",

@@ -291,3 +291,28 @@ async fn readiness_follows_the_remote_model_servers() {
     server.set(Behaviour::Answer(probabilities(0.1)));
     assert_eq!(ready(&app).await, (200, "ok".to_owned()));
 }
+
+#[tokio::test]
+async fn a_model_budget_longer_than_the_deadline_is_cut_at_the_deadline() {
+    // The model's own budget (5 s) is far longer than the request's deadline (300 ms): the
+    // answer leaves at the deadline, with the default score.
+    let server = FakeModelServer::start(Behaviour::Slow(Duration::from_secs(3)));
+    let app = spawn_app_with(Inputs {
+        model: Some(server.url.clone()),
+        model_timeout_ms: Some("5000".into()),
+        deadline_ms: Some("300".into()),
+        ..Inputs::default()
+    })
+    .await;
+    let started = Instant::now();
+    let body = score_one(&app, "tx-1").await;
+    let waited = started.elapsed();
+    assert_eq!(body["model_status"], "timeout");
+    assert_eq!(body["scoring"], 0.5);
+    // Well under the model's 3 s (and its 5 s budget); the margin is for a loaded machine.
+    assert!(
+        waited < Duration::from_millis(1_500),
+        "answered after {waited:?}"
+    );
+    assert!(body["processing_time_ms"].as_u64().expect("ms") < 1_500);
+}

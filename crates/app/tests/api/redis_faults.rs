@@ -279,6 +279,7 @@ async fn a_record_lost_while_the_model_thinks_is_a_retry_safe_503_not_a_500() {
             redis_url: Some(server.url()),
             model: Some(model.url.clone()),
             model_timeout_ms: Some("2000".into()),
+            deadline_ms: Some("5000".into()),
             ..Inputs::default()
         },
         Some(server),

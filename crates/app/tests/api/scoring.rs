@@ -148,7 +148,12 @@ async fn a_risky_transaction_scores_higher_than_an_ordinary_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processing_time_counts_the_body_that_arrives_late() {
     use std::io::{Read, Write};
-    let app = spawn_app().await;
+    // A deadline beyond the body's delay: this is about what is counted, not about the cut.
+    let app = spawn_app_with(Inputs {
+        deadline_ms: Some("5000".into()),
+        ..Inputs::default()
+    })
+    .await;
     let body = transaction("slow-body", "tx-1", 10.0, Duration::ZERO).to_string();
     let address = app.address.trim_start_matches("http://").to_owned();
     let answer = tokio::task::spawn_blocking(move || {

@@ -159,6 +159,8 @@ async fn beyond_the_in_flight_limit_requests_get_503_at_once_and_are_not_recorde
     let app = spawn_app_with(Inputs {
         model: Some(model.url.clone()),
         model_timeout_ms: Some("5000".into()),
+        // Long enough for the slow model to hold its place.
+        deadline_ms: Some("5000".into()),
         max_in_flight: Some("1".into()),
         ..Inputs::default()
     })

@@ -23,6 +23,9 @@ async fn requests_in_flight_finish_after(signal: &str) {
         &model.url,
         "--model-timeout-ms",
         "5000",
+        // Long enough for the slow model to keep the requests in flight.
+        "--deadline-ms",
+        "5000",
     ];
     let mut binary = Binary::start(&args, &[]);
     let url = format!("http://{}/api/v1/transactions", binary.address);
