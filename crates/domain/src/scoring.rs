@@ -291,7 +291,7 @@ where
         let deadline = Deadline {
             at: started + self.policy.deadline,
         };
-        let recording = self.store.record(&tx, &fingerprint, &reception);
+        let recording = || self.store.record(&tx, &fingerprint, &reception);
         let (stats, recorded) = match self.within(&deadline, recording).await {
             Ok(RecordOutcome::Recorded(stats)) => (stats, true),
             Ok(RecordOutcome::Replayed(assessment)) => {
@@ -348,7 +348,7 @@ where
             });
         }
         match self
-            .within(&deadline, self.store.commit(&tx, &assessment))
+            .within(&deadline, || self.store.commit(&tx, &assessment))
             .await
         {
             Ok(CommitOutcome::Saved) => Ok(Scored {
@@ -373,12 +373,20 @@ where
 
     /// A store call, given what remains of the deadline: past it, the store counts as
     /// unavailable (the answer is then 503, or degraded), and a panic in an adapter is contained.
-    async fn within<T>(
+    async fn within<T, F: Future<Output = Result<T, StoreError>>>(
         &self,
         deadline: &Deadline,
-        call: impl Future<Output = Result<T, StoreError>>,
+        call: impl FnOnce() -> F,
     ) -> Result<T, StoreError> {
-        match bounded(call, self.clock.sleep(deadline.remaining())).await {
+        let remaining = deadline.remaining();
+        // Past the deadline already (a body slower than the deadline): the call is not even
+        // sent, so no store is left to act on a request the service has given up on.
+        if remaining.is_zero() {
+            return Err(StoreError::Unavailable(
+                "the request's deadline passed before the store was asked".into(),
+            ));
+        }
+        match bounded(call(), self.clock.sleep(remaining)).await {
             Bounded::Done(result) => result,
             Bounded::TimedOut => Err(StoreError::Unavailable(
                 "the store did not answer within the request's deadline".into(),

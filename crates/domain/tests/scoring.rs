@@ -654,3 +654,24 @@ fn the_model_gets_what_remains_of_the_deadline_when_the_store_was_slow() {
             .is_err()
     );
 }
+
+#[test]
+fn past_the_deadline_the_store_is_not_even_asked() {
+    // The body took longer than the whole deadline: nothing is sent to the store, so nothing
+    // can take effect there after the service has given up.
+    let mut store = MockTransactionStore::new();
+    store.expect_record().never();
+    store.expect_commit().never();
+    let service = ScoringService::new(
+        store,
+        MockFraudModel::new(),
+        clock(),
+        ScoringPolicy::DEFAULT,
+    );
+    let started = Instant::now() - Duration::from_millis(250);
+    let result = block_on(service.score(input(), started));
+    assert!(
+        matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
+        "{result:?}"
+    );
+}
