@@ -309,7 +309,19 @@ async fn a_record_lost_while_the_model_thinks_is_a_retry_safe_503_not_a_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_redis_answers_again_no_request_fails_after_the_first_success() {
-    let mut app = app_on_redis(durable_redis(), "reject").await;
+    // A deadline roomy enough that 40 requests at once on a loaded machine are not cut by it:
+    // this is about connections coming back, with the 100 ms command timeout as the bound.
+    let server = durable_redis();
+    let mut app = spawn_app_on(
+        Inputs {
+            redis_url: Some(server.url()),
+            redis_timeout_ms: Some("100".into()),
+            deadline_ms: Some("2000".into()),
+            ..Inputs::default()
+        },
+        Some(server),
+    )
+    .await;
     until_ok(&app, &transaction("back", "warm", 1.0, Duration::ZERO)).await;
     redis(&mut app).stop();
     // Long enough for every pooled connection's reconnect backoff to reach its ceiling.
