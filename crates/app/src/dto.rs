@@ -84,7 +84,8 @@ pub(crate) struct TransactionRequest {
     /// Required. Payment channel, such as `online`, `pos`, `atm`, `mobile`; up to 128 characters.
     #[schema(required = true, nullable = false)]
     pub channel: Option<String>,
-    /// Required. Event time, RFC 3339 with an offset; at most 24 h old and 5 min ahead.
+    /// Required. Event time, RFC 3339 with an offset; for a new transaction at most the
+    /// accepted lateness old (24 h by default) and 5 min ahead.
     #[schema(required = true, nullable = false, format = DateTime)]
     pub timestamp: Option<String>,
     /// The client's label, if known; stored, not used for scoring.
@@ -360,6 +361,25 @@ impl From<Assessment> for ScoreResponse {
             model_version: a.model.version,
             model_status: a.model_status.as_str().to_owned(),
             degraded: a.degraded,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::TEXT_FIELDS;
+
+    #[test]
+    fn every_text_field_gets_its_limits_in_the_document() {
+        let doc = serde_json::to_value(crate::routes::ApiDoc::openapi()).expect("serialises");
+        let properties = &doc["components"]["schemas"]["TransactionRequest"]["properties"];
+        for (field, max) in TEXT_FIELDS {
+            let property = &properties[field];
+            assert_eq!(property["maxLength"], max, "{field}: {property}");
+            assert_eq!(property["minLength"], 1, "{field}");
+            assert!(property["pattern"].is_string(), "{field}");
         }
     }
 }
