@@ -121,8 +121,9 @@ impl TransactionStore for MeteredStore {
         &self,
         tx: &Transaction,
         assessment: &Assessment,
+        deadline: Instant,
     ) -> Result<CommitOutcome, StoreError> {
-        self.observe(StoreOp::Commit, self.inner.commit(tx, assessment))
+        self.observe(StoreOp::Commit, self.inner.commit(tx, assessment, deadline))
             .await
     }
 

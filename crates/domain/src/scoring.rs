@@ -282,15 +282,16 @@ where
         let tx = tracing::info_span!("validate")
             .in_scope(|| input.validate_within(received_at, retention))?;
         let fingerprint = Fingerprint::of(&tx);
+        let deadline = Deadline {
+            at: started + self.policy.deadline,
+        };
         let reception = Reception {
             now: received_at,
             horizon: received_at - retention,
             accept_new: tx.timestamp() > received_at - self.policy.max_lateness,
+            deadline: deadline.at,
         };
         let degrade = self.policy.store_failure == StoreFailurePolicy::Degrade;
-        let deadline = Deadline {
-            at: started + self.policy.deadline,
-        };
         let recording = || self.store.record(&tx, &fingerprint, &reception);
         let (stats, recorded) = match self.within(&deadline, recording).await {
             Ok(RecordOutcome::Recorded(stats)) => (stats, true),
@@ -348,7 +349,9 @@ where
             });
         }
         match self
-            .within(&deadline, || self.store.commit(&tx, &assessment))
+            .within(&deadline, || {
+                self.store.commit(&tx, &assessment, deadline.at)
+            })
             .await
         {
             Ok(CommitOutcome::Saved) => Ok(Scored {

@@ -18,6 +18,8 @@
 //! **Invariant: exact counts under concurrency.** `record` is atomic per customer: concurrent
 //! transactions of one customer are serialised, each seeing all of those recorded before it.
 
+use std::time::Instant;
+
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -103,6 +105,8 @@ pub struct Reception {
     /// later than the accepted lateness, so that it can only be a retry of one recorded before
     /// (a replay, or a resume of a unit of work that did not reach its commit).
     pub accept_new: bool,
+    /// When the service gives up on this request. See [`TransactionStore::record`].
+    pub deadline: Instant,
 }
 
 /// What [`TransactionStore::record`] found.
@@ -164,6 +168,11 @@ pub enum StoreError {
 pub trait TransactionStore: Send + Sync {
     /// Opens the unit of work for `tx`, received as `reception` says.
     ///
+    /// The service gives up on the call at [`Reception::deadline`]. Adapters whose calls can run
+    /// on after the caller stopped waiting (a command queued on a server) MUST make such a call
+    /// take no effect once the deadline has passed, so that an answer given without the store
+    /// ("nothing recorded") stays true.
+    ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the store cannot be reached in time; nothing is known to
     /// be recorded then, and a retry is safe.
@@ -174,7 +183,8 @@ pub trait TransactionStore: Send + Sync {
         reception: &Reception,
     ) -> Result<RecordOutcome, StoreError>;
 
-    /// Closes the unit of work: saves `assessment` for `tx` unless one is saved already.
+    /// Closes the unit of work: saves `assessment` for `tx` unless one is saved already. As for
+    /// `record`, a call the service gave up on at `deadline` MUST take no effect afterwards.
     ///
     /// # Errors
     /// As for [`TransactionStore::record`]. The transaction stays recorded, exactly once.
@@ -184,6 +194,7 @@ pub trait TransactionStore: Send + Sync {
         &self,
         tx: &Transaction,
         assessment: &Assessment,
+        deadline: Instant,
     ) -> Result<CommitOutcome, StoreError>;
 
     /// Whether the store answers now (for readiness checks).
@@ -206,8 +217,9 @@ impl<T: TransactionStore + ?Sized> TransactionStore for std::sync::Arc<T> {
         &self,
         tx: &Transaction,
         assessment: &Assessment,
+        deadline: Instant,
     ) -> Result<CommitOutcome, StoreError> {
-        (**self).commit(tx, assessment).await
+        (**self).commit(tx, assessment, deadline).await
     }
 
     async fn check(&self) -> Result<(), StoreError> {

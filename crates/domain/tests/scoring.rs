@@ -66,7 +66,7 @@ fn recording_store() -> MockTransactionStore {
     store
         .expect_commit()
         .times(1)
-        .returning(|_, _| Ok(CommitOutcome::Saved));
+        .returning(|_, _, _| Ok(CommitOutcome::Saved));
     store
 }
 
@@ -79,7 +79,7 @@ fn store_answering(
     let mut store = MockTransactionStore::new();
     store.expect_record().returning(move |_, _, _| record());
     match commit {
-        Some(commit) => store.expect_commit().returning(move |_, _| commit()),
+        Some(commit) => store.expect_commit().returning(move |_, _, _| commit()),
         None => store.expect_commit().never(),
     };
     store
@@ -116,22 +116,27 @@ fn scores_with_the_model_and_commits_the_assessment() {
     store
         .expect_record()
         .withf(|tx, _, reception: &Reception| {
-            // Received now; history kept for the 24 h windows plus the default 24 h lateness.
+            // Received now; history kept for the 24 h windows plus the default 24 h lateness;
+            // the store told when the service gives up (200 ms from the request's arrival).
+            let deadline = reception.deadline.saturating_duration_since(Instant::now());
             tx.transaction_id().as_str() == "tx-1"
                 && *reception
                     == Reception {
                         now: NOW,
                         horizon: NOW - time::Duration::hours(48),
                         accept_new: true,
+                        deadline: reception.deadline,
                     }
+                && deadline <= Duration::from_millis(200)
+                && deadline > Duration::from_millis(100)
         })
         .times(1)
         .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
     store
         .expect_commit()
-        .withf(|_, a: &Assessment| a.score == 0.9 && a.is_fraud && a.stats == stats())
+        .withf(|_, a: &Assessment, _| a.score == 0.9 && a.is_fraud && a.stats == stats())
         .times(1)
-        .returning(|_, _| Ok(CommitOutcome::Saved));
+        .returning(|_, _, _| Ok(CommitOutcome::Saved));
     let mut model = MockFraudModel::new();
     model.expect_identity().returning(identity);
     model
@@ -577,6 +582,7 @@ impl antifraud_domain::TransactionStore for SilentStore {
         &self,
         _: &antifraud_domain::Transaction,
         _: &Assessment,
+        _: Instant,
     ) -> Result<CommitOutcome, StoreError> {
         std::future::pending().await
     }

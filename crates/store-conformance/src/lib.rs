@@ -147,12 +147,18 @@ async fn record_new(store: &impl TransactionStore, tx: &Transaction) -> WindowSt
 /// The retention the cases run with: the longest window plus the default lateness.
 const RETENTION: Duration = Duration::hours(48);
 
+/// A deadline the cases never reach.
+pub fn later() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(60)
+}
+
 /// A reception at `now` with the cases' retention, open to new transactions.
 pub fn received(now: OffsetDateTime) -> Reception {
     Reception {
         now,
         horizon: now - RETENTION,
         accept_new: true,
+        deadline: later(),
     }
 }
 
@@ -252,7 +258,7 @@ pub async fn retry_after_commit_replays_the_saved_assessment(store: Arc<impl Tra
     let stats = record_new(&*store, &tx).await;
     let saved = assessment(&tx, stats, 0.25);
     assert_eq!(
-        store.commit(&tx, &saved).await.expect("commit"),
+        store.commit(&tx, &saved, later()).await.expect("commit"),
         CommitOutcome::Saved
     );
     for _ in 0..3 {
@@ -279,11 +285,11 @@ pub async fn retry_before_commit_counts_once_and_first_commit_wins(
     let winner = assessment(&tx, first, 0.1);
     let loser = assessment(&tx, again, 0.9);
     assert_eq!(
-        store.commit(&tx, &winner).await.expect("commit"),
+        store.commit(&tx, &winner, later()).await.expect("commit"),
         CommitOutcome::Saved
     );
     assert_eq!(
-        store.commit(&tx, &loser).await.expect("commit"),
+        store.commit(&tx, &loser, later()).await.expect("commit"),
         CommitOutcome::AlreadySaved(winner.clone())
     );
     assert_eq!(record(&*store, &tx).await, RecordOutcome::Replayed(winner));
@@ -303,7 +309,7 @@ pub async fn same_ids_with_another_payload_conflict_and_are_not_recorded(
         RecordOutcome::Conflict
     );
     store
-        .commit(&tx, &assessment(&tx, stats, 0.5))
+        .commit(&tx, &assessment(&tx, stats, 0.5), later())
         .await
         .expect("commit");
     let other_time = transaction(&c, "tx", 42.0, t0() - Duration::seconds(1));
@@ -428,7 +434,10 @@ pub async fn a_retry_too_late_to_be_new_replays_and_an_unknown_one_is_too_late(
     let assessed = transaction(&c, "assessed", 10.0, t0());
     let stats = record_new(&*store, &assessed).await;
     let saved = assessment(&assessed, stats, 0.25);
-    store.commit(&assessed, &saved).await.expect("saved");
+    store
+        .commit(&assessed, &saved, later())
+        .await
+        .expect("saved");
     let resumed = transaction(&c, "resumed", 20.0, t0() + Duration::seconds(1));
     record_new(&*store, &resumed).await;
 
@@ -472,9 +481,8 @@ pub async fn the_horizon_never_moves_backwards_when_clocks_disagree(
     }
     // The instance ahead: its horizon has reached `old`.
     let ahead = Reception {
-        now: t0() + RETENTION,
         horizon: t0(),
-        accept_new: true,
+        ..received(t0() + RETENTION)
     };
     let a = transaction(&c, "a", 1.0, t0() + Duration::seconds(300));
     assert!(matches!(
@@ -485,7 +493,7 @@ pub async fn the_horizon_never_moves_backwards_when_clocks_disagree(
     let behind = Reception {
         now: t0() + RETENTION - Duration::hours(1),
         horizon: t0() - Duration::hours(1),
-        accept_new: true,
+        ..received(t0() + RETENTION)
     };
     assert_eq!(
         record_at(&*store, &old, &behind).await,
@@ -514,7 +522,10 @@ pub async fn a_commit_without_its_record_is_lost_and_saves_nothing(
     let c = unique_customer("lost");
     let tx = transaction(&c, "t1", 10.0, t0());
     let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.amount())]);
-    match store.commit(&tx, &assessment(&tx, stats, 0.5)).await {
+    match store
+        .commit(&tx, &assessment(&tx, stats, 0.5), later())
+        .await
+    {
         Err(StoreError::Lost) => {}
         other => panic!("a commit without a record must be Lost, got {other:?}"),
     }

@@ -12,6 +12,7 @@ use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use antifraud_domain::{
     Assessment, CommitOutcome, CustomerId, Fingerprint, Reception, RecordOutcome, StoreError,
@@ -175,10 +176,13 @@ impl TransactionStore for MemoryStore {
         Ok(RecordOutcome::Recorded(ledger.stats_at(at)))
     }
 
+    /// The embedded store's calls finish before they return: none can take effect after the
+    /// caller stopped waiting, so the deadline needs no check here.
     async fn commit(
         &self,
         tx: &Transaction,
         assessment: &Assessment,
+        _deadline: Instant,
     ) -> Result<CommitOutcome, StoreError> {
         let mut ledgers = self.shard(tx.customer_id());
         let recorded = ledgers

@@ -9,7 +9,7 @@
 mod keys;
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Fingerprint, Reception, RecordOutcome, StoreError, Transaction,
@@ -76,6 +76,47 @@ pub struct RedisStore {
     pool: Pool,
     record: Script,
     commit: Script,
+    /// Redis's clock against ours, to give the scripts deadlines on Redis's own clock.
+    clock: RedisClock,
+}
+
+/// How far Redis's clock is from ours: measured with `TIME` at connection, with the round trip
+/// as its error. Unknown until measured: scripts then get no deadline.
+#[derive(Debug, Default)]
+struct RedisClock {
+    /// Redis's time minus ours, µs; `i64::MIN` while unknown.
+    offset_us: std::sync::atomic::AtomicI64,
+    /// The measuring round trip, µs: the offset is known to within half of it.
+    round_trip_us: std::sync::atomic::AtomicI64,
+}
+
+/// What a script's deadline keeps in hand for its reply to reach the caller before the caller
+/// gives up: a script that starts before it runs to its end at once (scripts are atomic).
+const REPLY_MARGIN_US: i64 = 5_000;
+
+impl RedisClock {
+    fn unknown() -> Self {
+        RedisClock {
+            offset_us: std::sync::atomic::AtomicI64::new(i64::MIN),
+            round_trip_us: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// `deadline` on Redis's clock, as a script argument, less the reply's margin and the
+    /// offset's error; `"0"` (no deadline) while the offset is unknown.
+    fn deadline_arg(&self, deadline: Instant) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let offset = self.offset_us.load(Relaxed);
+        if offset == i64::MIN {
+            return "0".to_owned();
+        }
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .as_micros() as i64;
+        let ours = micros(OffsetDateTime::now_utc()) + remaining;
+        let slack = REPLY_MARGIN_US + self.round_trip_us.load(Relaxed) / 2;
+        (ours + offset - slack).to_string()
+    }
 }
 
 impl RedisStore {
@@ -127,6 +168,7 @@ impl RedisStore {
             pool,
             record: Script::from_lua(RECORD_LUA),
             commit: Script::from_lua(COMMIT_LUA),
+            clock: RedisClock::unknown(),
         })
     }
 
@@ -139,7 +181,8 @@ impl RedisStore {
         let ready = async {
             self.pool.wait_for_connect().await?;
             self.record.load(self.pool.next_connected()).await?;
-            self.commit.load(self.pool.next_connected()).await
+            self.commit.load(self.pool.next_connected()).await?;
+            self.measure_clock().await
         };
         match tokio::time::timeout(timeout, ready).await {
             Ok(result) => result.map_err(classify),
@@ -147,6 +190,33 @@ impl RedisStore {
                 format!("no connection to Redis within {timeout:?}").into(),
             )),
         }
+    }
+
+    /// Measures Redis's clock against ours (`TIME`), for the scripts' deadlines.
+    async fn measure_clock(&self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let before = micros(OffsetDateTime::now_utc());
+        let time: Vec<String> = self
+            .pool
+            .next_connected()
+            .custom(
+                CustomCommand::new_static("TIME", ClusterHash::Random, false),
+                Vec::<String>::new(),
+            )
+            .await?;
+        let after = micros(OffsetDateTime::now_utc());
+        let parse = |i: usize| time.get(i).and_then(|t| t.parse::<i64>().ok());
+        let (Some(seconds), Some(micro)) = (parse(0), parse(1)) else {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("TIME answered {time:?}"),
+            ));
+        };
+        self.clock
+            .offset_us
+            .store(seconds * 1_000_000 + micro - (before + after) / 2, Relaxed);
+        self.clock.round_trip_us.store(after - before, Relaxed);
+        Ok(())
     }
 
     /// Redis's `maxmemory-policy`. Anything but `noeviction` lets Redis delete a customer's key
@@ -213,6 +283,14 @@ fn saved_assessment(reply: &[String]) -> Result<Assessment, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Internal(Box::new(e)))
 }
 
+/// A script that Redis ran only after the request's deadline, when the service had given up on
+/// it: it did nothing, so what the service answered meanwhile stays true.
+fn expired() -> StoreError {
+    StoreError::Unavailable(
+        "Redis ran the command after the request's deadline; it did nothing".into(),
+    )
+}
+
 fn internal(message: impl Into<String>) -> StoreError {
     StoreError::Internal(message.into().into())
 }
@@ -268,6 +346,7 @@ impl TransactionStore for RedisStore {
                 .to_string()
         }));
         args.push(if reception.accept_new { "1" } else { "0" }.to_owned());
+        args.push(self.clock.deadline_arg(reception.deadline));
         let reply: Vec<String> = self
             .record
             .evalsha_with_reload(self.pool.next_connected(), keys.record(), args)
@@ -276,6 +355,7 @@ impl TransactionStore for RedisStore {
         match reply.first().map(String::as_str) {
             Some("conflict") => Ok(RecordOutcome::Conflict),
             Some("too_late") => Ok(RecordOutcome::TooLate),
+            Some("expired") => Err(expired()),
             Some("replayed") => Ok(RecordOutcome::Replayed(saved_assessment(&reply)?)),
             Some("recorded") if reply.len() == 9 => {
                 let mut stats = [WindowStat::default(); 4];
@@ -301,11 +381,16 @@ impl TransactionStore for RedisStore {
         &self,
         tx: &Transaction,
         assessment: &Assessment,
+        deadline: Instant,
     ) -> Result<CommitOutcome, StoreError> {
         let keys = CustomerKeys::new(tx.customer_id());
         let json =
             serde_json::to_string(assessment).map_err(|e| StoreError::Internal(Box::new(e)))?;
-        let args = vec![tx.transaction_id().as_str().to_owned(), json];
+        let args = vec![
+            tx.transaction_id().as_str().to_owned(),
+            json,
+            self.clock.deadline_arg(deadline),
+        ];
         let reply: Vec<String> = self
             .commit
             .evalsha_with_reload(self.pool.next_connected(), keys.commit(), args)
@@ -316,6 +401,7 @@ impl TransactionStore for RedisStore {
             Some("already") => Ok(CommitOutcome::AlreadySaved(saved_assessment(&reply)?)),
             // Evicted, flushed or lost in a failover since `record`: a retry records it again.
             Some("missing") => Err(StoreError::Lost),
+            Some("expired") => Err(expired()),
             _ => Err(internal(format!(
                 "unexpected reply from the commit script: {reply:?}"
             ))),

@@ -9,14 +9,25 @@
 -- ARGV: 1 transaction id, 2 fingerprint, 3 timestamp µs, 4 amount, 5 retention horizon µs,
 --       6 key TTL ms, 7 the transaction's five-minute bucket field, 8 its hour bucket field,
 --       9..12 where the 24, 12, 6 and 3 h windows start (µs, clamped at the horizon),
---       13 "1" when a transaction not held yet may be recorded, "0" when it arrived too late
--- Returns {"conflict"} | {"replayed", assessment} | {"too_late"} |
+--       13 "1" when a transaction not held yet may be recorded, "0" when it arrived too late,
+--       14 the request's deadline on Redis's clock (µs since the epoch), "0" for none
+-- Returns {"expired"} | {"conflict"} | {"replayed", assessment} | {"too_late"} |
 --         {"recorded", count, sum, ...per window}
 --
 -- Redis runs this once per transaction, so it is written for Redis's CPU: the caller computes
 -- every number that does not depend on stored data and sends it as text, so that the common path
 -- formats no number but the four sums; every redis.call costs about a microsecond of marshalling
 -- on top of the command, so the script makes as few as it can.
+
+-- 0. The deadline: a script that runs after it (it waited behind a pause, a slow command, a
+-- reconnection) belongs to a request the service has already answered without it, so it must
+-- not act. A script runs to its end once started, so the check holds for all that follows.
+if ARGV[14] ~= '0' then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000000 + tonumber(now[2]) > tonumber(ARGV[14]) then
+    return {'expired'}
+  end
+end
 
 local events, transactions, buckets = KEYS[1], KEYS[2], KEYS[3]
 local id, fingerprint = ARGV[1], ARGV[2]

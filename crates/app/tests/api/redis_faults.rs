@@ -401,3 +401,50 @@ async fn start_up_warns_when_redis_may_evict_keys() {
     let safe = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
     assert_eq!(warned(&safe), None, "noeviction needs no warning");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_answer_is_never_contradicted_by_a_late_command() {
+    // Redis paused past the deadline: the service answers degraded ("nothing recorded"), and
+    // the command it gave up on, run when the pause ends, must not record the transaction.
+    let server = RedisServer::start();
+    let app = spawn_app_on(
+        Inputs {
+            redis_url: Some(server.url()),
+            redis_timeout_ms: Some("5000".into()),
+            store_failure_policy: Some("degrade".into()),
+            ..Inputs::default()
+        },
+        Some(server),
+    )
+    .await;
+    let at = Duration::minutes(-1);
+    until_ok(&app, &transaction("paused", "a", 1.0, at)).await;
+    let reply = app
+        .redis
+        .as_ref()
+        .expect("a Redis of its own")
+        .command(&["CLIENT", "PAUSE", "700", "ALL"])
+        .expect("CLIENT PAUSE");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let late = transaction("paused", "b", 1.0, at);
+    let (status, _, body) = post(&app, &late).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["degraded"], true, "{body}");
+    assert_eq!(count_24h(&body), 1, "without history: itself alone");
+
+    tokio::time::sleep(StdDuration::from_millis(900)).await;
+    let (_, body) = until_ok(&app, &transaction("paused", "c", 1.0, at)).await;
+    assert_eq!(
+        count_24h(&body),
+        2,
+        "a and c: the degraded b was not recorded behind the answer's back"
+    );
+    // A retry of b is now an ordinary answer: on event time, a and b itself (c came later).
+    let (status, replayed, body) = post(&app, &late).await;
+    assert_eq!((status, replayed), (200, false), "{body}");
+    assert_eq!(body["degraded"], false);
+    assert_eq!(count_24h(&body), 2);
+    // Each of a, b and c counted once.
+    let (_, body) = until_ok(&app, &transaction("paused", "d", 1.0, Duration::ZERO)).await;
+    assert_eq!(count_24h(&body), 4);
+}

@@ -1,0 +1,117 @@
+//! A command the service gave up on takes no effect afterwards. Redis is paused past the
+//! request's deadline; the caller stops waiting, as the use case does; when the pause ends the
+//! queued script runs, finds the deadline passed on Redis's own clock, and does nothing.
+
+use std::time::{Duration, Instant};
+
+use antifraud_domain::{Fingerprint, Reception, RecordOutcome, TransactionStore, WindowStats};
+use antifraud_store_conformance::{assessment, received, transaction, unique_customer};
+use antifraud_store_redis::{CustomerKeys, RedisSettings, RedisStore};
+use antifraud_testkit::RedisServer;
+use time::OffsetDateTime;
+
+/// A store that waits long for each command: only the request's deadline cuts it short.
+async fn patient_store(server: &RedisServer) -> RedisStore {
+    let store = RedisStore::connect(&RedisSettings {
+        command_timeout: Duration::from_secs(5),
+        ..RedisSettings::new(server.url())
+    })
+    .expect("valid settings");
+    store
+        .wait_for_connect(Duration::from_secs(2))
+        .await
+        .expect("Redis is up");
+    store
+}
+
+/// Pauses every client of `server` for `ms`, from another connection.
+fn pause(server: &RedisServer, ms: u64) {
+    let reply = server
+        .command(&["CLIENT", "PAUSE", &ms.to_string(), "ALL"])
+        .expect("CLIENT PAUSE answered");
+    assert!(reply.starts_with("+OK"), "{reply}");
+}
+
+fn field_exists(server: &RedisServer, key: &str, field: &str) -> bool {
+    let reply = server.command(&["HEXISTS", key, field]).expect("HEXISTS");
+    reply.starts_with(":1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_given_up_on_does_not_take_effect_after_its_deadline() {
+    let server = RedisServer::start();
+    let store = patient_store(&server).await;
+    let customer = unique_customer("given-up");
+    let tx = transaction(&customer, "tx-1", 10.0, OffsetDateTime::now_utc());
+    let keys = CustomerKeys::new(tx.customer_id());
+
+    pause(&server, 400);
+    let reception = Reception {
+        deadline: Instant::now() + Duration::from_millis(100),
+        ..received(OffsetDateTime::now_utc())
+    };
+    // The caller gives up at the deadline, as the scoring use case does.
+    let fingerprint = Fingerprint::of(&tx);
+    let call = store.record(&tx, &fingerprint, &reception);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(120), call)
+            .await
+            .is_err(),
+        "Redis is paused: no answer before the deadline"
+    );
+    // The pause ends; the command that was queued runs, late.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !field_exists(&server, &keys.transactions, "t:tx-1"),
+        "a record the service gave up on must not be there"
+    );
+
+    // A retry with a fresh deadline records it, once.
+    let outcome = store
+        .record(
+            &tx,
+            &Fingerprint::of(&tx),
+            &received(OffsetDateTime::now_utc()),
+        )
+        .await
+        .expect("answers");
+    match outcome {
+        RecordOutcome::Recorded(stats) => {
+            assert_eq!(stats.get(antifraud_domain::Window::Hours24).count, 1)
+        }
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_given_up_on_does_not_save_its_assessment_after_its_deadline() {
+    let server = RedisServer::start();
+    let store = patient_store(&server).await;
+    let customer = unique_customer("given-up-commit");
+    let tx = transaction(&customer, "tx-1", 10.0, OffsetDateTime::now_utc());
+    let keys = CustomerKeys::new(tx.customer_id());
+    store
+        .record(
+            &tx,
+            &Fingerprint::of(&tx),
+            &received(OffsetDateTime::now_utc()),
+        )
+        .await
+        .expect("recorded");
+
+    pause(&server, 400);
+    let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.amount())]);
+    let saved = assessment(&tx, stats, 0.5);
+    let call = store.commit(&tx, &saved, Instant::now() + Duration::from_millis(100));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(120), call)
+            .await
+            .is_err(),
+        "Redis is paused: no answer before the deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        !field_exists(&server, &keys.transactions, "a:tx-1"),
+        "an assessment the service gave up on (and answered degraded or 503 for) must not be saved"
+    );
+}
