@@ -56,6 +56,19 @@ fn clock() -> MockClock {
     clock
 }
 
+/// A clock fixed at `NOW` whose timer is asked for once, for a duration that `expected` accepts,
+/// and fires at once.
+fn clock_sleeping(expected: fn(&Duration) -> bool) -> MockClock {
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    clock
+        .expect_sleep()
+        .withf(expected)
+        .times(1)
+        .return_const(());
+    clock
+}
+
 /// A store that records the transaction with `stats()` and saves whatever is committed.
 fn recording_store() -> MockTransactionStore {
     let mut store = MockTransactionStore::new();
@@ -91,6 +104,14 @@ fn prediction(p: f64) -> Prediction {
         probability: p,
         model: identity(),
     }
+}
+
+/// A store that records the transaction, then does not save its assessment in time.
+fn commit_times_out() -> MockTransactionStore {
+    store_answering(
+        || Ok(RecordOutcome::Recorded(stats())),
+        Some(|| Err(StoreError::Unavailable("timed out".into()))),
+    )
 }
 
 fn model_answering(answer: fn() -> Result<f64, ModelError>) -> MockFraudModel {
@@ -209,13 +230,7 @@ impl FraudModel for SilentModel {
 
 #[test]
 fn a_model_that_misses_its_budget_gets_the_default_score() {
-    let mut clock = MockClock::new();
-    clock.expect_now().return_const(NOW);
-    clock
-        .expect_sleep()
-        .withf(|d| *d == Duration::from_millis(100))
-        .times(1)
-        .return_const(());
+    let clock = clock_sleeping(|d| *d == Duration::from_millis(100));
     let policy = ScoringPolicy::new(Duration::from_millis(100), 0.42, 0.4).expect("valid");
     let service = ScoringService::new(recording_store(), SilentModel, clock, policy);
 
@@ -394,10 +409,7 @@ fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
 
 #[test]
 fn with_the_degrade_policy_a_failed_commit_is_marked_degraded() {
-    let store = store_answering(
-        || Ok(RecordOutcome::Recorded(stats())),
-        Some(|| Err(StoreError::Unavailable("timed out".into()))),
-    );
+    let store = commit_times_out();
     let service = ScoringService::new(store, model_answering(|| Ok(0.2)), clock(), degrading());
 
     let a = block_on(service.score(input(), Instant::now()))
@@ -423,10 +435,7 @@ fn the_degrade_policy_does_not_hide_internal_store_errors() {
 
 #[test]
 fn with_the_reject_policy_a_failed_commit_is_an_error() {
-    let store = store_answering(
-        || Ok(RecordOutcome::Recorded(stats())),
-        Some(|| Err(StoreError::Unavailable("timed out".into()))),
-    );
+    let store = commit_times_out();
     let result =
         block_on(service(store, model_answering(|| Ok(0.2))).score(input(), Instant::now()));
     assert!(
@@ -594,16 +603,8 @@ impl antifraud_domain::TransactionStore for SilentStore {
 #[test]
 fn a_store_that_never_answers_is_cut_at_the_deadline() {
     // The clock's timer is asked for what remains of the 200 ms deadline, and fires.
-    let deadline_clock = || {
-        let mut clock = MockClock::new();
-        clock.expect_now().return_const(NOW);
-        clock
-            .expect_sleep()
-            .withf(|d| *d <= Duration::from_millis(200) && *d > Duration::from_millis(150))
-            .times(1)
-            .return_const(());
-        clock
-    };
+    let deadline_clock =
+        || clock_sleeping(|d| *d <= Duration::from_millis(200) && *d > Duration::from_millis(150));
     let service = ScoringService::new(
         SilentStore,
         MockFraudModel::new(),
@@ -631,13 +632,7 @@ fn a_store_that_never_answers_is_cut_at_the_deadline() {
 fn the_model_gets_what_remains_of_the_deadline_when_the_store_was_slow() {
     // 150 ms of the 200 ms are gone when the use case starts (a slow body, a slow store): the
     // model gets what remains but the commit's share (a tenth of the deadline), not its 100 ms.
-    let mut clock = MockClock::new();
-    clock.expect_now().return_const(NOW);
-    clock
-        .expect_sleep()
-        .withf(|d| *d <= Duration::from_millis(30))
-        .times(1)
-        .return_const(());
+    let clock = clock_sleeping(|d| *d <= Duration::from_millis(30));
     let service = ScoringService::new(
         recording_store(),
         SilentModel,

@@ -203,27 +203,10 @@ impl Report {
             self.max_lag.as_secs_f64() * 1000.0
         );
         println!("| throughput | {:.0} /s |", self.throughput());
-        let codes: Vec<String> = s
-            .statuses
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect();
-        println!(
-            "| status codes | {} |",
-            if codes.is_empty() {
-                "none".into()
-            } else {
-                codes.join(", ")
-            }
-        );
-        let errors: Vec<String> = s.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        println!("| status codes | {} |", tally(&s.statuses));
         println!(
             "| errors | {} ({:.3} %) |",
-            if errors.is_empty() {
-                "none".into()
-            } else {
-                errors.join(", ")
-            },
+            tally(&s.errors),
             self.error_rate() * 100.0
         );
         println!(
@@ -255,4 +238,13 @@ impl Report {
             s.replays_sent, s.replays_confirmed
         );
     }
+}
+
+/// `key: count` pairs, comma-separated, or `none`.
+fn tally<K: std::fmt::Display>(counts: &BTreeMap<K, u64>) -> String {
+    if counts.is_empty() {
+        return "none".to_owned();
+    }
+    let pairs: Vec<String> = counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    pairs.join(", ")
 }

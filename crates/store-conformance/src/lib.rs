@@ -162,6 +162,27 @@ pub fn received(now: OffsetDateTime) -> Reception {
     }
 }
 
+/// The statistics of `last`, received as `reception`, after `c`'s transactions at these times
+/// (new each, with amounts 10, 20, 30... in order).
+async fn windows_after<const N: usize>(
+    store: &impl TransactionStore,
+    c: &str,
+    history: [(&str, OffsetDateTime); N],
+    last: &Transaction,
+    reception: &Reception,
+) -> WindowStats {
+    for (i, (id, at)) in history.into_iter().enumerate() {
+        let amount = 10.0 * (i + 1) as f64;
+        record_new(store, &transaction(c, id, amount, at)).await;
+    }
+    recorded(record_at(store, last, reception).await)
+}
+
+/// (count, sum) over 3, 6, 12 and 24 h.
+fn sums(stats: &WindowStats) -> [(u64, f64); 4] {
+    Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum))
+}
+
 /// The statistics of an outcome that must be a record.
 fn recorded(outcome: RecordOutcome) -> WindowStats {
     match outcome {
@@ -193,18 +214,16 @@ fn counts(stats: &WindowStats) -> [u64; 4] {
 pub async fn windows_count_and_average_each_window(store: Arc<impl TransactionStore>) {
     let c = unique_customer("windows");
     let hours = |h: i64| t0() - Duration::hours(h);
-    for (id, amount, at) in [
-        ("a", 10.0, hours(23)),
-        ("b", 20.0, hours(11)),
-        ("c", 30.0, hours(5)),
-        ("d", 40.0, hours(2)),
-    ] {
-        record_new(&*store, &transaction(&c, id, amount, at)).await;
-    }
-    let stats = record_new(&*store, &transaction(&c, "e", 50.0, t0())).await;
-    // (count, sum) over 3, 6, 12 and 24 h.
+    let history = [
+        ("a", hours(23)),
+        ("b", hours(11)),
+        ("c", hours(5)),
+        ("d", hours(2)),
+    ];
+    let last = transaction(&c, "e", 50.0, t0());
+    let stats = windows_after(&*store, &c, history, &last, &received(t0())).await;
     assert_eq!(
-        Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum)),
+        sums(&stats),
         [(2, 90.0), (3, 120.0), (4, 140.0), (5, 150.0)]
     );
     assert_eq!(stats.get(Window::Hours24).average(), 30.0);
@@ -403,21 +422,16 @@ pub async fn a_late_transaction_sees_the_whole_of_its_windows(store: Arc<impl Tr
     let c = unique_customer("late");
     let late_at = t0() - Duration::hours(23) - Duration::minutes(59);
     let hours = |h: i64| late_at - Duration::hours(h);
-    for (id, amount, at) in [
-        ("a", 10.0, hours(23)),
-        ("b", 20.0, hours(13)),
-        ("c", 30.0, hours(7)),
-        ("d", 40.0, hours(2)),
-    ] {
-        record_new(&*store, &transaction(&c, id, amount, at)).await;
-    }
+    let history = [
+        ("a", hours(23)),
+        ("b", hours(13)),
+        ("c", hours(7)),
+        ("d", hours(2)),
+    ];
     let late = transaction(&c, "late", 50.0, late_at);
-    let stats = recorded(record_at(&*store, &late, &received(t0())).await);
-    // (count, sum) over 3, 6, 12 and 24 h: nothing cut at "now − 24 h".
-    assert_eq!(
-        Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum)),
-        [(2, 90.0), (2, 90.0), (3, 120.0), (5, 150.0)]
-    );
+    let stats = windows_after(&*store, &c, history, &late, &received(t0())).await;
+    // Nothing cut at "now − 24 h".
+    assert_eq!(sums(&stats), [(2, 90.0), (2, 90.0), (3, 120.0), (5, 150.0)]);
 }
 
 /// A transaction too late to be new (`accept_new` false) is still a retry for as long as it is

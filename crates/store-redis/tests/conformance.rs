@@ -4,22 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use antifraud_store_redis::{RedisSettings, RedisStore};
+use antifraud_store_redis::RedisStore;
 use antifraud_testkit::{RedisCluster, RedisServer};
+
+mod common;
 
 async fn store_on(url: String) -> RedisStore {
     // Semantics, not speed, are under test here: a loaded 2-core machine running many tests and
     // three Redis nodes must not turn a slow answer into a failure.
-    let settings = RedisSettings {
-        command_timeout: Duration::from_secs(5),
-        ..RedisSettings::new(url)
-    };
-    let store = RedisStore::connect(&settings).expect("valid settings");
-    store
-        .wait_for_connect(Duration::from_secs(10))
-        .await
-        .expect("connected");
-    store
+    common::connected(url, 4, Duration::from_secs(5)).await
 }
 
 mod standalone {

@@ -4,24 +4,31 @@
 
 use std::time::{Duration, Instant};
 
-use antifraud_domain::{Fingerprint, Reception, RecordOutcome, TransactionStore, WindowStats};
+use antifraud_domain::{
+    Fingerprint, Reception, RecordOutcome, Transaction, TransactionStore, WindowStats,
+};
 use antifraud_store_conformance::{assessment, received, transaction, unique_customer};
-use antifraud_store_redis::{CustomerKeys, RedisSettings, RedisStore};
+use antifraud_store_redis::{CustomerKeys, RedisStore};
 use antifraud_testkit::RedisServer;
+
+mod common;
 use time::OffsetDateTime;
 
 /// A store that waits long for each command: only the request's deadline cuts it short.
 async fn patient_store(server: &RedisServer) -> RedisStore {
-    let store = RedisStore::connect(&RedisSettings {
-        command_timeout: Duration::from_secs(5),
-        ..RedisSettings::new(server.url())
-    })
-    .expect("valid settings");
-    store
-        .wait_for_connect(Duration::from_secs(2))
-        .await
-        .expect("Redis is up");
-    store
+    common::connected(server.url(), 4, Duration::from_secs(5)).await
+}
+
+/// Gives up on `call` at its 100 ms deadline, as the use case does, while Redis is paused; then
+/// waits for the pause to end and the queued command to run.
+async fn give_up_on<T>(call: impl std::future::Future<Output = T>) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(120), call)
+            .await
+            .is_err(),
+        "Redis is paused: no answer before the deadline"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
 }
 
 /// Pauses every client of `server` for `ms`, from another connection.
@@ -30,6 +37,18 @@ fn pause(server: &RedisServer, ms: u64) {
         .command(&["CLIENT", "PAUSE", &ms.to_string(), "ALL"])
         .expect("CLIENT PAUSE answered");
     assert!(reply.starts_with("+OK"), "{reply}");
+}
+
+/// A transaction of a customer of its own, now, and that customer's keys.
+fn new_transaction(case: &str) -> (Transaction, CustomerKeys) {
+    let tx = transaction(
+        &unique_customer(case),
+        "tx-1",
+        10.0,
+        OffsetDateTime::now_utc(),
+    );
+    let keys = CustomerKeys::new(tx.customer_id());
+    (tx, keys)
 }
 
 fn field_exists(server: &RedisServer, key: &str, field: &str) -> bool {
@@ -41,26 +60,15 @@ fn field_exists(server: &RedisServer, key: &str, field: &str) -> bool {
 async fn a_record_given_up_on_does_not_take_effect_after_its_deadline() {
     let server = RedisServer::start();
     let store = patient_store(&server).await;
-    let customer = unique_customer("given-up");
-    let tx = transaction(&customer, "tx-1", 10.0, OffsetDateTime::now_utc());
-    let keys = CustomerKeys::new(tx.customer_id());
+    let (tx, keys) = new_transaction("given-up");
 
     pause(&server, 400);
     let reception = Reception {
         deadline: Instant::now() + Duration::from_millis(100),
         ..received(OffsetDateTime::now_utc())
     };
-    // The caller gives up at the deadline, as the scoring use case does.
     let fingerprint = Fingerprint::of(&tx);
-    let call = store.record(&tx, &fingerprint, &reception);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(120), call)
-            .await
-            .is_err(),
-        "Redis is paused: no answer before the deadline"
-    );
-    // The pause ends; the command that was queued runs, late.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    give_up_on(store.record(&tx, &fingerprint, &reception)).await;
     assert!(
         !field_exists(&server, &keys.transactions, "t:tx-1"),
         "a record the service gave up on must not be there"
@@ -87,9 +95,7 @@ async fn a_record_given_up_on_does_not_take_effect_after_its_deadline() {
 async fn a_commit_given_up_on_does_not_save_its_assessment_after_its_deadline() {
     let server = RedisServer::start();
     let store = patient_store(&server).await;
-    let customer = unique_customer("given-up-commit");
-    let tx = transaction(&customer, "tx-1", 10.0, OffsetDateTime::now_utc());
-    let keys = CustomerKeys::new(tx.customer_id());
+    let (tx, keys) = new_transaction("given-up-commit");
     store
         .record(
             &tx,
@@ -102,14 +108,7 @@ async fn a_commit_given_up_on_does_not_save_its_assessment_after_its_deadline() 
     pause(&server, 400);
     let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.amount())]);
     let saved = assessment(&tx, stats, 0.5);
-    let call = store.commit(&tx, &saved, Instant::now() + Duration::from_millis(100));
-    assert!(
-        tokio::time::timeout(Duration::from_millis(120), call)
-            .await
-            .is_err(),
-        "Redis is paused: no answer before the deadline"
-    );
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    give_up_on(store.commit(&tx, &saved, Instant::now() + Duration::from_millis(100))).await;
     assert!(
         !field_exists(&server, &keys.transactions, "a:tx-1"),
         "an assessment the service gave up on (and answered degraded or 503 for) must not be saved"

@@ -7,8 +7,9 @@ use std::time::Duration as StdDuration;
 use antifraud_domain::{Fingerprint, RecordOutcome, TransactionStore, Window, WindowStats};
 use antifraud_store_conformance::{received, transaction, unique_customer};
 use antifraud_store_memory::MemoryStore;
-use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::RedisServer;
+
+mod common;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
@@ -59,15 +60,7 @@ async fn record(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucketed_windows_match_exact_windows() {
     let server = RedisServer::start();
-    let settings = RedisSettings {
-        command_timeout: StdDuration::from_secs(5),
-        ..RedisSettings::new(server.url())
-    };
-    let redis = RedisStore::connect(&settings).expect("settings");
-    redis
-        .wait_for_connect(StdDuration::from_secs(10))
-        .await
-        .expect("connected");
+    let redis = common::connected(server.url(), 4, StdDuration::from_secs(5)).await;
     let memory = MemoryStore::new();
     let t0 = datetime!(2026-11-25 12:00 UTC);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

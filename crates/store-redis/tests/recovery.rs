@@ -5,22 +5,15 @@
 use std::time::Duration;
 
 use antifraud_domain::TransactionStore;
-use antifraud_store_redis::{RedisSettings, RedisStore};
 use antifraud_testkit::RedisServer;
+
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_outage_a_waiting_pool_is_back_within_its_command_timeout() {
     let mut server = RedisServer::start();
-    let settings = RedisSettings {
-        pool_size: 2,
-        command_timeout: Duration::from_millis(100),
-        ..RedisSettings::new(server.url())
-    };
-    let waiting = RedisStore::connect(&settings).expect("valid settings");
-    waiting
-        .wait_for_connect(Duration::from_secs(2))
-        .await
-        .expect("Redis is up");
+    let timeout = Duration::from_millis(100);
+    let waiting = common::connected(server.url(), 2, timeout).await;
 
     // A long outage: the pool's reconnection backoff reaches its ceiling.
     server.stop();
@@ -28,11 +21,7 @@ async fn after_an_outage_a_waiting_pool_is_back_within_its_command_timeout() {
     server.restart();
 
     // The first success, as another worker would see it: a pool that connects now.
-    let fresh = RedisStore::connect(&settings).expect("valid settings");
-    fresh
-        .wait_for_connect(Duration::from_secs(2))
-        .await
-        .expect("Redis is back");
+    let _fresh = common::connected(server.url(), 2, timeout).await;
     // Right after it, the pool that waited out the outage answers within its command timeout.
     for attempt in 0..5 {
         if let Err(error) = waiting.check().await {

@@ -138,6 +138,20 @@ impl TestApp {
             .await
             .expect("the server answers")
     }
+
+    /// GETs a path with this `Authorization` header.
+    pub(crate) async fn get_authorized(
+        &self,
+        path: &str,
+        authorization: &str,
+    ) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .expect("the server answers")
+    }
 }
 
 /// `now` shifted by `offset`, as RFC 3339.

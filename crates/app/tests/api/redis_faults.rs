@@ -16,12 +16,23 @@ use crate::helpers::{TestApp, count_24h, problem, sample, spawn_app_on, transact
 const NO_HANG: StdDuration = StdDuration::from_secs(2);
 
 async fn app_on_redis(server: RedisServer, policy: &str) -> TestApp {
-    spawn_app_on(
+    app_on(
+        server,
         Inputs {
-            redis_url: Some(server.url()),
             redis_timeout_ms: Some("100".into()),
             store_failure_policy: Some(policy.into()),
             ..Inputs::default()
+        },
+    )
+    .await
+}
+
+/// The service on `server` (which it keeps alive), with these settings besides the URL.
+async fn app_on(server: RedisServer, inputs: Inputs) -> TestApp {
+    spawn_app_on(
+        Inputs {
+            redis_url: Some(server.url()),
+            ..inputs
         },
         Some(server),
     )
@@ -169,13 +180,12 @@ async fn with_degrade_an_outage_scores_without_history_and_says_so() {
 async fn scripts_flushed_mid_run_are_loaded_again() {
     // The reload is under test, not timing: a command timeout a loaded machine cannot miss.
     let server = RedisServer::start();
-    let mut app = spawn_app_on(
+    let mut app = app_on(
+        server,
         Inputs {
-            redis_url: Some(server.url()),
             redis_timeout_ms: Some("5000".into()),
             ..Inputs::default()
         },
-        Some(server),
     )
     .await;
     app.score_ok(&transaction("carol", "tx-1", 1.0, Duration::ZERO))
@@ -274,15 +284,14 @@ async fn a_record_lost_while_the_model_thinks_is_a_retry_safe_503_not_a_500() {
     ));
     let server = RedisServer::start();
     let port = server.port();
-    let app = spawn_app_on(
+    let app = app_on(
+        server,
         Inputs {
-            redis_url: Some(server.url()),
             model: Some(model.url.clone()),
             model_timeout_ms: Some("2000".into()),
             deadline_ms: Some("5000".into()),
             ..Inputs::default()
         },
-        Some(server),
     )
     .await;
     let tx = transaction("flushed", "tx-1", 10.0, Duration::ZERO);
@@ -312,14 +321,13 @@ async fn once_redis_answers_again_no_request_fails_after_the_first_success() {
     // A deadline roomy enough that 40 requests at once on a loaded machine are not cut by it:
     // this is about connections coming back, with the 100 ms command timeout as the bound.
     let server = durable_redis();
-    let mut app = spawn_app_on(
+    let mut app = app_on(
+        server,
         Inputs {
-            redis_url: Some(server.url()),
             redis_timeout_ms: Some("100".into()),
             deadline_ms: Some("2000".into()),
             ..Inputs::default()
         },
-        Some(server),
     )
     .await;
     until_ok(&app, &transaction("back", "warm", 1.0, Duration::ZERO)).await;
@@ -407,14 +415,13 @@ async fn a_degraded_answer_is_never_contradicted_by_a_late_command() {
     // Redis paused past the deadline: the service answers degraded ("nothing recorded"), and
     // the command it gave up on, run when the pause ends, must not record the transaction.
     let server = RedisServer::start();
-    let app = spawn_app_on(
+    let app = app_on(
+        server,
         Inputs {
-            redis_url: Some(server.url()),
             redis_timeout_ms: Some("5000".into()),
             store_failure_policy: Some("degrade".into()),
             ..Inputs::default()
         },
-        Some(server),
     )
     .await;
     let at = Duration::minutes(-1);

@@ -100,13 +100,7 @@ async fn without_a_valid_key_the_api_answers_401_and_records_nothing() {
     }
     problem(app.get("/metrics").await, 401).await;
     problem(app.get("/no/such/route").await, 401).await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .header("authorization", &bearer_a)
-        .send()
-        .await
-        .expect("answers");
+    let metrics = app.get_authorized("/metrics", &bearer_a).await;
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.expect("text");
     let refused = text
@@ -307,12 +301,6 @@ async fn metrics_can_move_to_a_listener_of_their_own() {
         "{text}"
     );
     // Not on the API's listener any more, even with a key.
-    let on_api = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .header("authorization", &authorization)
-        .send()
-        .await
-        .expect("answers");
+    let on_api = app.get_authorized("/metrics", &authorization).await;
     problem(on_api, 404).await;
 }

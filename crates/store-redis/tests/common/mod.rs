@@ -1,0 +1,24 @@
+//! What the Redis store's test files share: a store connected to a server the test started.
+
+use std::time::Duration;
+
+use antifraud_store_redis::{RedisSettings, RedisStore};
+
+/// A store on `url`, connected, with `pool_size` connections and this command timeout.
+pub(crate) async fn connected(
+    url: String,
+    pool_size: usize,
+    command_timeout: Duration,
+) -> RedisStore {
+    let store = RedisStore::connect(&RedisSettings {
+        pool_size,
+        command_timeout,
+        ..RedisSettings::new(url)
+    })
+    .expect("valid settings");
+    store
+        .wait_for_connect(Duration::from_secs(10))
+        .await
+        .expect("Redis is up");
+    store
+}
