@@ -11,9 +11,9 @@ use crate::race::{Bounded, bounded};
 use crate::store::{
     CommitOutcome, Fingerprint, Reception, RecordOutcome, StoreError, TransactionStore,
 };
-use crate::transaction::TransactionInput;
+use crate::transaction::{DEFAULT_MAX_LATENESS, TransactionInput};
 use crate::validation::{FieldError, ValidationError, Violation};
-use crate::window::WindowStats;
+use crate::window::{Window, WindowStats};
 
 /// The knobs of the use case.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,9 +70,6 @@ impl ScoringPolicy {
     /// The longest end-to-end deadline accepted.
     pub const MAX_DEADLINE: Duration = Duration::from_secs(10);
 
-    /// The longest window, which every retained transaction's statistics span.
-    const LONGEST_WINDOW: Duration = Duration::from_secs(24 * 3600);
-
     /// The service's defaults: 100 ms model budget, default score 0.5, threshold 0.7, answers
     /// within 200 ms, transactions up to 24 h late.
     ///
@@ -83,7 +80,7 @@ impl ScoringPolicy {
         default_score: 0.5,
         fraud_threshold: 0.7,
         store_failure: StoreFailurePolicy::Reject,
-        max_lateness: Duration::from_secs(24 * 3600),
+        max_lateness: Duration::from_secs(DEFAULT_MAX_LATENESS.whole_seconds().unsigned_abs()),
         deadline: Duration::from_millis(200),
     };
 
@@ -150,7 +147,7 @@ impl ScoringPolicy {
     /// accepted as late as allowed still has all of its 24 h, and a retry of any accepted one
     /// finds it for at least the window's length after it arrived.
     pub fn retention(&self) -> Duration {
-        Self::LONGEST_WINDOW + self.max_lateness
+        Window::Hours24.duration().unsigned_abs() + self.max_lateness
     }
 
     /// The same policy with another answer to store failures.

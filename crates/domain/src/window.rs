@@ -15,7 +15,7 @@ pub enum Window {
     Hours6,
     /// The last 12 hours.
     Hours12,
-    /// The last 24 hours, which is also the retention.
+    /// The last 24 hours: the longest window, which the retention spans (plus the lateness).
     Hours24,
 }
 

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use antifraud_domain::StoreFailurePolicy;
+use antifraud_domain::{ScoringPolicy, StoreFailurePolicy};
 
 use super::ConfigError;
 use super::declare::settings;
@@ -303,7 +303,9 @@ fn lateness(text: &str) -> Result<Duration, String> {
         _ => return Err(reason()),
     };
     match number.parse::<u64>() {
-        Ok(n) if n.saturating_mul(seconds) <= 7 * 86_400 => Ok(Duration::from_secs(n * seconds)),
+        Ok(n) if n.saturating_mul(seconds) <= ScoringPolicy::MAX_LATENESS.as_secs() => {
+            Ok(Duration::from_secs(n * seconds))
+        }
         _ => Err(reason()),
     }
 }
