@@ -80,9 +80,10 @@ pub struct RedisStore {
     clock: RedisClock,
 }
 
-/// How far Redis's clock is from ours: measured with `TIME` at connection, with the round trip
-/// as its error. Unknown until measured: scripts then get no deadline.
-#[derive(Debug, Default)]
+/// How far Redis's clock is from ours: measured with `TIME` when the store connects, or on its
+/// first command if Redis was down then, with the round trip as its error. Unknown until
+/// measured: scripts then get no deadline.
+#[derive(Debug)]
 struct RedisClock {
     /// Redis's time minus ours, µs; `i64::MIN` while unknown.
     offset_us: std::sync::atomic::AtomicI64,
@@ -95,6 +96,10 @@ struct RedisClock {
 const REPLY_MARGIN_US: i64 = 5_000;
 
 impl RedisClock {
+    fn is_known(&self) -> bool {
+        self.offset_us.load(std::sync::atomic::Ordering::Relaxed) != i64::MIN
+    }
+
     fn unknown() -> Self {
         RedisClock {
             offset_us: std::sync::atomic::AtomicI64::new(i64::MIN),
@@ -106,10 +111,10 @@ impl RedisClock {
     /// offset's error; `"0"` (no deadline) while the offset is unknown.
     fn deadline_arg(&self, deadline: Instant) -> String {
         use std::sync::atomic::Ordering::Relaxed;
-        let offset = self.offset_us.load(Relaxed);
-        if offset == i64::MIN {
+        if !self.is_known() {
             return "0".to_owned();
         }
+        let offset = self.offset_us.load(Relaxed);
         let remaining = deadline
             .saturating_duration_since(Instant::now())
             .as_micros() as i64;
@@ -192,18 +197,26 @@ impl RedisStore {
         }
     }
 
+    /// A server command (`TIME`, `CONFIG`…), on any node.
+    async fn server_command(
+        &self,
+        name: &'static str,
+        args: Vec<&str>,
+    ) -> Result<Vec<String>, Error> {
+        self.pool
+            .next_connected()
+            .custom(
+                CustomCommand::new_static(name, ClusterHash::Random, false),
+                args,
+            )
+            .await
+    }
+
     /// Measures Redis's clock against ours (`TIME`), for the scripts' deadlines.
     async fn measure_clock(&self) -> Result<(), Error> {
         use std::sync::atomic::Ordering::Relaxed;
         let before = micros(OffsetDateTime::now_utc());
-        let time: Vec<String> = self
-            .pool
-            .next_connected()
-            .custom(
-                CustomCommand::new_static("TIME", ClusterHash::Random, false),
-                Vec::<String>::new(),
-            )
-            .await?;
+        let time = self.server_command("TIME", Vec::new()).await?;
         let after = micros(OffsetDateTime::now_utc());
         let parse = |i: usize| time.get(i).and_then(|t| t.parse::<i64>().ok());
         let (Some(seconds), Some(micro)) = (parse(0), parse(1)) else {
@@ -219,19 +232,23 @@ impl RedisStore {
         Ok(())
     }
 
+    /// The clock, measured now if it could not be when the store connected (Redis was down):
+    /// one round trip, once. While it cannot be measured, scripts get no deadline.
+    async fn measured_clock(&self) -> &RedisClock {
+        if !self.clock.is_known() {
+            let _ = self.measure_clock().await;
+        }
+        &self.clock
+    }
+
     /// Redis's `maxmemory-policy`. Anything but `noeviction` lets Redis delete a customer's key
     /// under memory pressure, which loses transactions and can let a retry count twice.
     ///
     /// # Errors
     /// When Redis cannot be reached, or refuses `CONFIG` (as some managed services do).
     pub async fn eviction_policy(&self) -> Result<String, StoreError> {
-        let reply: Vec<String> = self
-            .pool
-            .next_connected()
-            .custom(
-                CustomCommand::new_static("CONFIG", ClusterHash::Random, false),
-                vec!["GET", "maxmemory-policy"],
-            )
+        let reply = self
+            .server_command("CONFIG", vec!["GET", "maxmemory-policy"])
             .await
             .map_err(classify)?;
         reply
@@ -346,7 +363,7 @@ impl TransactionStore for RedisStore {
                 .to_string()
         }));
         args.push(if reception.accept_new { "1" } else { "0" }.to_owned());
-        args.push(self.clock.deadline_arg(reception.deadline));
+        args.push(self.measured_clock().await.deadline_arg(reception.deadline));
         let reply: Vec<String> = self
             .record
             .evalsha_with_reload(self.pool.next_connected(), keys.record(), args)
@@ -389,7 +406,7 @@ impl TransactionStore for RedisStore {
         let args = vec![
             tx.transaction_id().as_str().to_owned(),
             json,
-            self.clock.deadline_arg(deadline),
+            self.measured_clock().await.deadline_arg(deadline),
         ];
         let reply: Vec<String> = self
             .commit

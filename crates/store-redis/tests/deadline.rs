@@ -114,3 +114,39 @@ async fn a_commit_given_up_on_does_not_save_its_assessment_after_its_deadline() 
         "an assessment the service gave up on (and answered degraded or 503 for) must not be saved"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_connected_while_redis_was_down_still_gives_its_scripts_deadlines() {
+    // The worker's store is built while Redis is down (the service starts anyway), so it
+    // cannot measure Redis's clock then: it must do so once Redis answers.
+    let mut server = RedisServer::start();
+    server.stop();
+    let store = RedisStore::connect(&antifraud_store_redis::RedisSettings {
+        command_timeout: Duration::from_secs(5),
+        ..antifraud_store_redis::RedisSettings::new(server.url())
+    })
+    .expect("valid settings");
+    server.restart();
+    let (warm, _) = new_transaction("late-clock-warm");
+    store
+        .record(
+            &warm,
+            &Fingerprint::of(&warm),
+            &received(OffsetDateTime::now_utc()),
+        )
+        .await
+        .expect("Redis is back");
+
+    let (tx, keys) = new_transaction("late-clock");
+    pause(&server, 400);
+    let reception = Reception {
+        deadline: Instant::now() + Duration::from_millis(100),
+        ..received(OffsetDateTime::now_utc())
+    };
+    let fingerprint = Fingerprint::of(&tx);
+    give_up_on(store.record(&tx, &fingerprint, &reception)).await;
+    assert!(
+        !field_exists(&server, &keys.transactions, "t:tx-1"),
+        "a record the service gave up on must not be there"
+    );
+}
