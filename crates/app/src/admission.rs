@@ -30,10 +30,7 @@ impl Admission {
     /// The caller, when the request carries a configured key (or when no keys are configured).
     fn authenticate(&self, request: &ServiceRequest) -> Result<Caller, ApiError> {
         if self.keys.is_empty() {
-            return Ok(Caller {
-                index: 0,
-                key: None,
-            });
+            return Ok(Caller::ANONYMOUS);
         }
         let Some(value) = request.headers().get(header::AUTHORIZATION) else {
             return Err(ApiError::Unauthorized { presented: false });
@@ -73,10 +70,7 @@ pub(crate) async fn authenticate(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let verdict = match request.app_data::<web::Data<Admission>>() {
         Some(admission) => admission.authenticate(&request),
-        None => Ok(Caller {
-            index: 0,
-            key: None,
-        }),
+        None => Ok(Caller::ANONYMOUS),
     };
     match verdict {
         Ok(caller) => {

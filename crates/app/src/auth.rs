@@ -28,6 +28,14 @@ pub(crate) struct Caller {
     pub(crate) key: Option<KeyId>,
 }
 
+impl Caller {
+    /// The one caller there is when no keys are configured.
+    pub(crate) const ANONYMOUS: Caller = Caller {
+        index: 0,
+        key: None,
+    };
+}
+
 /// The configured keys, hashed.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ApiKeys {

@@ -113,7 +113,7 @@ impl MemoryStore {
         for shard in &self.shards {
             let mut ledgers = shard.lock().unwrap_or_else(PoisonError::into_inner);
             ledgers.retain(|_, ledger| {
-                let _ = ledger.prune(horizon);
+                ledger.prune(horizon);
                 !ledger.is_empty()
             });
         }
