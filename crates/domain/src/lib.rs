@@ -62,7 +62,7 @@ pub use transaction::{
     Transaction, TransactionId, TransactionInput,
 };
 pub use validation::{FieldError, ValidationError, Violation};
-pub use window::{Window, WindowStat, WindowStats};
+pub use window::{Mills, Sum, Window, WindowStat, WindowStats};
 
 #[cfg(feature = "mock")]
 pub use clock::MockClock;

@@ -311,7 +311,7 @@ where
             // nothing to replay, and scoring it as new would accept what must be refused.
             Err(StoreError::Unavailable(_)) if degrade && reception.accept_new => {
                 // Without history: the statistics of this transaction alone.
-                let alone = [(tx.timestamp(), tx.amount())];
+                let alone = [(tx.timestamp(), tx.mills())];
                 (WindowStats::aggregate(tx.timestamp(), alone), false)
             }
             Err(error) => return Err(error.into()),

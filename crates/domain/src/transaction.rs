@@ -11,6 +11,7 @@ use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 
 use crate::currency::Currency;
 use crate::validation::{Collector, ValidationError, Violation};
+use crate::window::Mills;
 
 /// How late a transaction may arrive, by default: a day after its timestamp. The service keeps
 /// history for the longest window (24 h) plus this lateness, so that a late transaction's windows
@@ -26,8 +27,8 @@ pub const MAX_ID_CHARS: usize = 256;
 pub const MAX_TEXT_CHARS: usize = 128;
 /// Most customer segments on one transaction.
 const MAX_SEGMENTS: usize = 32;
-/// Largest accepted amount: far above any card payment, small enough that a day of sums stays
-/// exact to the cent in `f64`.
+/// Largest accepted amount: far above any card payment, small enough that every amount with at
+/// most three decimals is its own `f64` and its own whole number of [`Mills`] (below 2^52).
 const MAX_AMOUNT: f64 = 1e12;
 
 /// A transaction as received, before validation: every field optional, so that validation can
@@ -367,6 +368,10 @@ impl Transaction {
     /// Amount in [`Transaction::currency`], `0..=1e12`.
     pub fn amount(&self) -> f64 {
         self.amount
+    }
+    /// The amount as the statistics count it: whole mills (see [`Mills`]).
+    pub fn mills(&self) -> Mills {
+        Mills::of(self.amount)
     }
     /// The amount's currency.
     pub fn currency(&self) -> Currency {

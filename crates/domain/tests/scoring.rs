@@ -22,22 +22,10 @@ fn input() -> TransactionInput {
 
 fn stats() -> WindowStats {
     WindowStats::from_windows([
-        WindowStat {
-            count: 1,
-            sum: 120.0,
-        },
-        WindowStat {
-            count: 2,
-            sum: 220.0,
-        },
-        WindowStat {
-            count: 3,
-            sum: 320.0,
-        },
-        WindowStat {
-            count: 4,
-            sum: 420.0,
-        },
+        WindowStat::exact(1, 120_000),
+        WindowStat::exact(2, 220_000),
+        WindowStat::exact(3, 320_000),
+        WindowStat::exact(4, 420_000),
     ])
 }
 
@@ -398,10 +386,7 @@ fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
     for window in Window::ALL {
         assert_eq!(
             a.stats.get(window),
-            WindowStat {
-                count: 1,
-                sum: 120.0
-            },
+            WindowStat::exact(1, 120_000),
             "only itself"
         );
     }

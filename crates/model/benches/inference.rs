@@ -54,9 +54,8 @@ fn models() -> Vec<(String, OnnxModel)> {
 fn transaction() -> (antifraud_domain::Transaction, WindowStats) {
     let tx =
         antifraud_store_conformance::transaction("c", "t", 120.0, datetime!(2026-11-25 12:00 UTC));
-    let stats = WindowStats::from_windows(std::array::from_fn(|i| WindowStat {
-        count: 3 + i as u64,
-        sum: 400.0 * (i + 1) as f64,
+    let stats = WindowStats::from_windows(std::array::from_fn(|i| {
+        WindowStat::exact(3 + i as u64, 400_000 * (i as u128 + 1))
     }));
     (tx, stats)
 }

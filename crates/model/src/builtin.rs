@@ -120,10 +120,7 @@ mod tests {
     }
 
     fn history(count: u64, avg: f64) -> WindowStats {
-        let stat = WindowStat {
-            count,
-            sum: avg * count as f64,
-        };
+        let stat = WindowStat::exact(count, (avg * 1000.0).round() as u128 * u128::from(count));
         WindowStats::from_windows([stat; 4])
     }
 

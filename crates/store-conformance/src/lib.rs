@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use antifraud_domain::{
     Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, ProcessingTime, Reception,
-    RecordOutcome, StoreError, Transaction, TransactionInput, TransactionStore, Window,
+    RecordOutcome, StoreError, Sum, Transaction, TransactionInput, TransactionStore, Window,
     WindowStats,
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
@@ -180,7 +180,7 @@ async fn windows_after<const N: usize>(
 
 /// (count, sum) over 3, 6, 12 and 24 h.
 fn sums(stats: &WindowStats) -> [(u64, f64); 4] {
-    Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum))
+    Window::ALL.map(|w| (stats.get(w).count, stats.get(w).sum_units()))
 }
 
 /// The statistics of an outcome that must be a record.
@@ -260,14 +260,14 @@ pub async fn later_transactions_do_not_count_for_earlier_ones(store: Arc<impl Tr
     )
     .await;
     assert_eq!(counts(&earlier), [1, 1, 1, 1]);
-    assert_eq!(earlier.get(Window::Hours24).sum, 10.0);
+    assert_eq!(earlier.get(Window::Hours24).sum_units(), 10.0);
     let after = record_new(
         &*store,
         &transaction(&c, "after", 1.0, t0() + Duration::minutes(1)),
     )
     .await;
     assert_eq!(counts(&after), [3, 3, 3, 3]);
-    assert_eq!(after.get(Window::Hours24).sum, 111.0);
+    assert_eq!(after.get(Window::Hours24).sum_units(), 111.0);
 }
 
 /// A retry after the commit gets the saved assessment and counts nothing.
@@ -335,7 +335,7 @@ pub async fn same_ids_with_another_payload_conflict_and_are_not_recorded(
     assert_eq!(record(&*store, &other_time).await, RecordOutcome::Conflict);
     let next = record_new(&*store, &transaction(&c, "next", 1.0, t0())).await;
     assert_eq!(counts(&next), [2, 2, 2, 2]);
-    assert_eq!(next.get(Window::Hours24).sum, 43.0);
+    assert_eq!(next.get(Window::Hours24).sum_units(), 43.0);
 }
 
 /// Two customers may use the same transaction id: neither sees the other.
@@ -345,7 +345,7 @@ pub async fn transaction_ids_are_scoped_by_customer(store: Arc<impl TransactionS
     record_new(&*store, &transaction(&a, "shared", 10.0, t0())).await;
     let stats_b = record_new(&*store, &transaction(&b, "shared", 99.0, t0())).await;
     assert_eq!(counts(&stats_b), [1, 1, 1, 1]);
-    assert_eq!(stats_b.get(Window::Hours24).sum, 99.0);
+    assert_eq!(stats_b.get(Window::Hours24).sum_units(), 99.0);
 }
 
 /// Ids with braces, colons, spaces, unicode or great length are ids like any other, and ids that
@@ -366,7 +366,7 @@ pub async fn customer_ids_are_taken_literally(store: Arc<impl TransactionStore>)
         let stats = record_new(&*store, &transaction(customer, "tx", i as f64, t0())).await;
         assert_eq!(counts(&stats), [1, 1, 1, 1], "customer {customer:?}");
         assert_eq!(
-            stats.get(Window::Hours24).sum,
+            stats.get(Window::Hours24).sum_units(),
             i as f64,
             "customer {customer:?}"
         );
@@ -390,7 +390,7 @@ pub async fn concurrent_transactions_of_one_customer_get_exact_counts(
     for task in tasks {
         let stats = task.await.expect("the task does not panic");
         let day = stats.get(Window::Hours24);
-        assert_eq!(day.sum, day.count as f64, "sums move with counts");
+        assert_eq!(day.sum_units(), day.count as f64, "sums move with counts");
         seen.push(day.count);
     }
     seen.sort_unstable();
@@ -410,7 +410,7 @@ pub async fn transactions_older_than_the_retention_are_deleted(store: Arc<impl T
     match record_at(&*store, &earlier, &received(now)).await {
         RecordOutcome::Recorded(stats) => {
             assert_eq!(counts(&stats), [1, 1, 1, 1]);
-            assert_eq!(stats.get(Window::Hours24).sum, 5.0);
+            assert_eq!(stats.get(Window::Hours24).sum_units(), 5.0);
         }
         other => panic!("expected a new record, got {other:?}"),
     }
@@ -523,7 +523,7 @@ pub async fn the_horizon_never_moves_backwards_when_clocks_disagree(
             stats.get(Window::Hours24).count,
             stats.get(Window::Hours24).sum
         ),
-        (207, 207.0)
+        (207, Sum::Mills(207_000))
     );
 }
 
@@ -535,7 +535,7 @@ pub async fn a_commit_without_its_record_is_lost_and_saves_nothing(
 ) {
     let c = unique_customer("lost");
     let tx = transaction(&c, "t1", 10.0, t0());
-    let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.amount())]);
+    let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.mills())]);
     match store
         .commit(&tx, &assessment(&tx, stats, 0.5), later())
         .await

@@ -15,8 +15,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, CustomerId, Fingerprint, Reception, RecordOutcome, StoreError,
-    Transaction, TransactionId, TransactionStore, Window, WindowStats,
+    Assessment, CommitOutcome, CustomerId, Fingerprint, Mills, Reception, RecordOutcome,
+    StoreError, Transaction, TransactionId, TransactionStore, Window, WindowStats,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -34,7 +34,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Ledger {
     /// Amounts by (timestamp, arrival sequence): ordered by event time, so a window is a range.
-    events: BTreeMap<(OffsetDateTime, u64), f64>,
+    events: BTreeMap<(OffsetDateTime, u64), Mills>,
     /// Every retained transaction by id, for idempotency.
     transactions: HashMap<TransactionId, Recorded>,
     next_sequence: u64,
@@ -167,9 +167,7 @@ impl TransactionStore for MemoryStore {
                     timestamp: at,
                     assessment: None,
                 });
-                ledger
-                    .events
-                    .insert((at, ledger.next_sequence), tx.amount());
+                ledger.events.insert((at, ledger.next_sequence), tx.mills());
                 ledger.next_sequence += 1;
             }
         }

@@ -14,7 +14,8 @@ pub struct CustomerKeys {
     pub events: String,
     /// Hash: `t:<id>` → `fingerprint|timestamp µs`, `a:<id>` → assessment (JSON).
     pub transactions: String,
-    /// Hash: `f<n>` (five-minute bucket) and `h<n>` (hour bucket) since the epoch → `count sum`.
+    /// Hash: `f<n>` (five-minute bucket) and `h<n>` (hour bucket) since the epoch → `count hi lo`
+    /// (the sum in mills, `hi * 10^9 + lo`), and the marker `m` while they are kept.
     pub buckets: String,
 }
 

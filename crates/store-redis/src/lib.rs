@@ -348,7 +348,8 @@ impl TransactionStore for RedisStore {
             tx.transaction_id().as_str().to_owned(),
             hex(&fingerprint.0),
             ts.to_string(),
-            // Rust prints the shortest text that reads back as the same f64; so does Lua's tonumber.
+            // Rust prints the shortest text that reads back as the same f64, and Lua's tonumber
+            // reads it back so: the script counts the same mills as `Transaction::mills`.
             tx.amount().to_string(),
             horizon.to_string(),
             ttl.to_string(),
@@ -379,12 +380,13 @@ impl TransactionStore for RedisStore {
                 for (i, stat) in stats.iter_mut().enumerate() {
                     let count = &reply[1 + 2 * i];
                     let sum = &reply[2 + 2 * i];
-                    *stat = WindowStat {
-                        count: count
+                    *stat = WindowStat::exact(
+                        count
                             .parse()
                             .map_err(|_| internal(format!("count {count:?}")))?,
-                        sum: sum.parse().map_err(|_| internal(format!("sum {sum:?}")))?,
-                    };
+                        sum.parse()
+                            .map_err(|_| internal(format!("sum in mills {sum:?}")))?,
+                    );
                 }
                 Ok(RecordOutcome::Recorded(WindowStats::from_windows(stats)))
             }

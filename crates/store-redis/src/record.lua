@@ -1,18 +1,21 @@
 -- Opens the unit of work for one transaction, atomically: retention, idempotency, insert,
 -- aggregation. See docs/redis.md for the key schema and the cost of each step.
 --
--- KEYS: 1 events (zset: "amount|transaction id" scored by timestamp in µs)
+-- KEYS: 1 events (zset: "amount|transaction id" scored by timestamp in µs; the amount as the
+--         shortest decimal text of its f64)
 --       2 transactions (hash: "t:<id>" -> "fingerprint|timestamp", "a:<id>" -> assessment JSON,
 --         "hz" -> the latest horizon pruned at, µs: it never moves backwards)
---       3 buckets (hash: "f<n>" five-minute and "h<n>" hour buckets since the epoch -> "count sum",
---         and "on" once they are kept: only for customers with more than SMALL events)
+--       3 buckets (hash: "f<n>" five-minute and "h<n>" hour buckets since the epoch ->
+--         "count hi lo", the sum in mills as two limbs, and "m" once they are kept: only for
+--         customers with more than SMALL events. Versions before exact sums kept "count sum"
+--         under the marker "on": each version rebuilds the buckets it does not recognise)
 -- ARGV: 1 transaction id, 2 fingerprint, 3 timestamp µs, 4 amount, 5 retention horizon µs,
 --       6 key TTL ms, 7 the transaction's five-minute bucket field, 8 its hour bucket field,
 --       9..12 where the 24, 12, 6 and 3 h windows start (µs, clamped at the horizon),
 --       13 "1" when a transaction not held yet may be recorded, "0" when it arrived too late,
 --       14 the request's deadline on Redis's clock (µs since the epoch), "0" for none
 -- Returns {"expired"} | {"conflict"} | {"replayed", assessment} | {"too_late"} |
---         {"recorded", count, sum, ...per window}
+--         {"recorded", count, sum in mills, ...per window}
 --
 -- Redis runs this once per transaction, so it is written for Redis's CPU: the caller computes
 -- every number that does not depend on stored data and sends it as text, so that the common path
@@ -49,7 +52,40 @@ local FIVES_PER_HOUR = 12
 -- read beats the buckets for all but busy customers (measured break-even: about 250 events).
 local SMALL = 200
 
-local find, sub, format = string.find, string.sub, string.format
+local find, sub, format, floor = string.find, string.sub, string.format, math.floor
+
+-- Sums are exact. An amount counts as whole mills (thousandths), by the domain's formula
+-- (Mills::of: floor(x * 1000 + 0.5), exact in doubles for every valid amount), and a sum is kept
+-- in two limbs, hi * LIMB + lo with lo < LIMB, each a whole number far below 2^53, so it stays
+-- exact where one double would not (past about nine maximum-size amounts).
+local LIMB = 1e9
+local function mills(amount_text)
+  return floor(tonumber(amount_text) * 1000 + 0.5)
+end
+-- Adds `count` transactions worth hi * LIMB + lo mills to acc = {count, hi, lo}.
+local function add(acc, count, hi, lo)
+  acc[1] = acc[1] + count
+  acc[2] = acc[2] + hi
+  local low = acc[3] + lo
+  if low >= LIMB then
+    -- low < 2^53 and its quotient by LIMB is at least 1e-9 from the next whole number above
+    -- when not whole itself, far more than the division's error: the carry is exact.
+    local carry = floor(low / LIMB)
+    acc[2], low = acc[2] + carry, low - carry * LIMB
+  end
+  acc[3] = low
+end
+local function add_event(acc, member)
+  add(acc, 1, 0, mills(sub(member, 1, find(member, '|', 1, true) - 1)))
+end
+local function add_bucket(acc, value) -- "count hi lo"
+  local a = find(value, ' ', 1, true)
+  local b = find(value, ' ', a + 1, true)
+  add(acc, tonumber(sub(value, 1, a - 1)), tonumber(sub(value, a + 1, b - 1)), tonumber(sub(value, b + 1)))
+end
+local function bucket_text(acc)
+  return format('%d %.0f %.0f', acc[1], acc[2], acc[3])
+end
 
 -- 1. Retention: everything at or before the horizon goes. O(log n + expired).
 local expired = redis.call('ZRANGEBYSCORE', events, '-inf', horizon_text)
@@ -103,25 +139,22 @@ elseif ARGV[13] == '0' or ts <= horizon then
   -- nothing is recorded.
   return {'too_late'}
 else
-  -- 3. Record: the exact event, and its five-minute and hour buckets ("count sum") when the
-  -- customer has them (see below).
+  -- 3. Record: the exact event, and its five-minute and hour buckets when the customer has them
+  -- (see below).
   local five, hour = ARGV[7], ARGV[8]
-  local current = redis.call('HMGET', buckets, five, hour, 'on')
+  local current = redis.call('HMGET', buckets, five, hour, 'm')
   redis.call('HSET', transactions, 't:' .. id, fingerprint .. '|' .. ts_text)
   redis.call('ZADD', events, ts_text, amount_text .. '|' .. id)
   redis.call('PEXPIRE', events, ttl)
   redis.call('PEXPIRE', transactions, ttl)
   if current[3] then
-    local amount = tonumber(amount_text)
+    local amount = mills(amount_text)
     local updated = {five, '', hour, ''}
     for i = 1, 2 do
-      local count, sum = 0, 0
-      local value = current[i]
-      if value then
-        local space = find(value, ' ', 1, true)
-        count, sum = tonumber(sub(value, 1, space - 1)), tonumber(sub(value, space + 1))
-      end
-      updated[2 * i] = format('%d %.17g', count + 1, sum + amount)
+      local acc = {0, 0, 0}
+      if current[i] then add_bucket(acc, current[i]) end
+      add(acc, 1, 0, amount)
+      updated[2 * i] = bucket_text(acc)
     end
     redis.call('HSET', buckets, unpack(updated))
     redis.call('PEXPIRE', buckets, ttl)
@@ -132,27 +165,26 @@ else
     -- Buckets are only kept for busy customers, the only ones who read them: most customers
     -- never pay for them. The first time a customer has more than SMALL events, they are built
     -- from every retained event (this one included), replacing any left by an older version,
-    -- and marked `on`; from then on every event updates them, until the key expires.
+    -- and marked `m`; from then on every event updates them, until the key expires.
     local all = redis.call('ZRANGE', events, 0, -1, 'WITHSCORES')
     local totals, fields = {}, {}
     for i = 1, #all, 2 do
       local at, member = tonumber(all[i + 1]), all[i]
-      local value = tonumber(sub(member, 1, find(member, '|', 1, true) - 1))
       -- Lua writes a whole number below 1e14 without a fraction, as the caller names buckets.
       for _, field in ipairs({'f' .. math.floor(at / FIVE), 'h' .. math.floor(at / HOUR)}) do
         local total = totals[field]
         if not total then
-          total = {0, 0}
+          total = {0, 0, 0}
           totals[field] = total
           fields[#fields + 1] = field
         end
-        total[1], total[2] = total[1] + 1, total[2] + value
+        add_event(total, member)
       end
     end
-    local pairs_list = {'on', '1'}
+    local pairs_list = {'m', '1'}
     for _, field in ipairs(fields) do
       pairs_list[#pairs_list + 1] = field
-      pairs_list[#pairs_list + 1] = format('%d %.17g', totals[field][1], totals[field][2])
+      pairs_list[#pairs_list + 1] = bucket_text(totals[field])
     end
     redis.call('DEL', buckets)
     for i = 1, #pairs_list, 1000 do
@@ -171,7 +203,7 @@ for k = 1, 4 do
   if tonumber(starts[k]) < horizon then starts[k] = horizon_text end
 end
 local points = {tonumber(starts[1]), tonumber(starts[2]), tonumber(starts[3]), tonumber(starts[4]), ts}
-local segments = {{0, 0}, {0, 0}, {0, 0}, {0, 0}}
+local segments = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}}
 
 if (size or redis.call('ZCARD', events)) <= SMALL then
   -- Small: one read of the events in the day, each counted in the latest segment it falls in.
@@ -180,9 +212,7 @@ if (size or redis.call('ZCARD', events)) <= SMALL then
     local at = tonumber(flat[i + 1])
     for k = 4, 1, -1 do
       if at > points[k] then
-        local member = flat[i]
-        segments[k][1] = segments[k][1] + 1
-        segments[k][2] = segments[k][2] + tonumber(sub(member, 1, find(member, '|', 1, true) - 1))
+        add_event(segments[k], flat[i])
         break
       end
     end
@@ -195,8 +225,7 @@ else
   local function add_events(low, high, acc) -- (low, high], exact
     if low >= high then return end
     for _, member in ipairs(redis.call('ZRANGEBYSCORE', events, '(' .. us(low), us(high))) do
-      acc[1] = acc[1] + 1
-      acc[2] = acc[2] + tonumber(sub(member, 1, find(member, '|', 1, true) - 1))
+      add_event(acc, member)
     end
   end
   local function add_buckets(prefix, first, last, acc) -- [first, last]
@@ -205,11 +234,7 @@ else
     -- Lua writes a whole number below 1e14 without a fraction, as the caller names buckets.
     for b = first, last do fields[#fields + 1] = prefix .. b end
     for _, value in ipairs(redis.call('HMGET', buckets, unpack(fields))) do
-      if value then
-        local space = find(value, ' ', 1, true)
-        acc[1] = acc[1] + tonumber(sub(value, 1, space - 1))
-        acc[2] = acc[2] + tonumber(sub(value, space + 1))
-      end
+      if value then add_bucket(acc, value) end
     end
   end
   for k = 1, 4 do
@@ -237,14 +262,18 @@ else
 end
 
 -- Window 3 h is segment 4, 6 h segments 3..4, 12 h 2..4, 24 h 1..4. Counts go back as integers;
--- sums as text with every digit (Lua would print only 14).
+-- sums as the decimal text of the whole number of mills, every digit.
 local result = {'recorded', 0, '', 0, '', 0, '', 0, ''}
-local count, sum = 0, 0
+local total = {0, 0, 0}
 for k = 4, 1, -1 do
-  count = count + segments[k][1]
-  sum = sum + segments[k][2]
+  local segment = segments[k]
+  add(total, segment[1], segment[2], segment[3])
   local at = 2 * (5 - k)
-  result[at] = count
-  result[at + 1] = format('%.17g', sum)
+  result[at] = total[1]
+  if total[2] > 0 then
+    result[at + 1] = format('%.0f%09.0f', total[2], total[3])
+  else
+    result[at + 1] = format('%.0f', total[3])
+  end
 end
 return result

@@ -106,7 +106,7 @@ async fn a_commit_given_up_on_does_not_save_its_assessment_after_its_deadline() 
         .expect("recorded");
 
     pause(&server, 400);
-    let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.amount())]);
+    let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.mills())]);
     let saved = assessment(&tx, stats, 0.5);
     give_up_on(store.commit(&tx, &saved, Instant::now() + Duration::from_millis(100))).await;
     assert!(
