@@ -21,6 +21,7 @@ macro_rules! __with_conformance_cases {
     ($then:ident, $($args:tt)*) => {
         $crate::$then! {@cases $($args)*;
             windows_count_and_average_each_window,
+            sums_are_exact_in_mills_whatever_the_order,
             window_bounds_are_open_at_the_start_and_closed_at_the_end,
             later_transactions_do_not_count_for_earlier_ones,
             retry_after_commit_replays_the_saved_assessment,
@@ -227,6 +228,32 @@ pub async fn windows_count_and_average_each_window(store: Arc<impl TransactionSt
         [(2, 90.0), (3, 120.0), (4, 140.0), (5, 150.0)]
     );
     assert_eq!(stats.get(Window::Hours24).average(), 30.0);
+}
+
+/// Sums are whole mills, so they do not depend on the order of the additions: in doubles,
+/// `0.1 + 0.2 + 0.3` is `0.6000000000000001` and `0.3 + 0.2 + 0.1` is `0.6`. Customers past
+/// 200 events are included, so that Redis's buckets, which add in their own order, are too.
+pub async fn sums_are_exact_in_mills_whatever_the_order(store: Arc<impl TransactionStore>) {
+    for fillers in [0, 250] {
+        let mut days = Vec::new();
+        for order in [[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]] {
+            let c = unique_customer("mills");
+            for i in 0..fillers {
+                let at = t0() - Duration::hours(20) + Duration::seconds(i);
+                record_new(&*store, &transaction(&c, &format!("filler-{i}"), 1.0, at)).await;
+            }
+            let mut stats = WindowStats::default();
+            for (i, amount) in order.into_iter().enumerate() {
+                let at = t0() + Duration::seconds(i as i64);
+                stats = record_new(&*store, &transaction(&c, &format!("tx-{i}"), amount, at)).await;
+            }
+            assert_eq!(stats.get(Window::Hours3).sum, Sum::Mills(600), "{order:?}");
+            assert_eq!(stats.get(Window::Hours3).average(), 0.2, "{order:?}");
+            days.push(stats.get(Window::Hours24));
+        }
+        assert_eq!(days[0], days[1], "{fillers} fillers");
+        assert_eq!(days[0].sum, Sum::Mills(fillers as u128 * 1000 + 600));
+    }
 }
 
 /// `(t − W, t]`: a transaction exactly `W` before is out, one a microsecond later is in.
