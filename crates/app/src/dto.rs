@@ -2,7 +2,7 @@
 //! without touching the domain, and the domain knows nothing of JSON or OpenAPI.
 
 use antifraud_domain::{
-    Assessment, MAX_ID_CHARS, MAX_TEXT_CHARS, Milliseconds, TransactionInput, Window,
+    Assessment, Degradation, MAX_ID_CHARS, MAX_TEXT_CHARS, Milliseconds, TransactionInput, Window,
 };
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -325,9 +325,15 @@ pub(crate) struct ScoreResponse {
     /// `ok`, or `timeout` / `error` when the default score was used.
     #[schema(pattern = "^(ok|timeout|error)$")]
     pub model_status: String,
-    /// `true` when the store failed and the service was configured to score anyway: the
-    /// statistics then cover this transaction alone, or the answer could not be saved for replay.
+    /// `true` when the store failed and the service was configured to score anyway: the answer
+    /// is provisional, not replayable, and `degraded_reason` says why.
     pub degraded: bool,
+    /// Only on a degraded answer: `not_recorded` (nothing was recorded; the statistics cover this
+    /// transaction alone) or `not_saved` (recorded with its history, but the answer could not
+    /// be saved for replay). A retry with the same body gets the final answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(not_recorded|not_saved)$")]
+    pub degraded_reason: Option<&'static str>,
 }
 
 impl From<Assessment> for ScoreResponse {
@@ -360,7 +366,8 @@ impl From<Assessment> for ScoreResponse {
             model_name: a.model.name,
             model_version: a.model.version,
             model_status: a.model_status.as_str().to_owned(),
-            degraded: a.degraded,
+            degraded: a.degraded.is_some(),
+            degraded_reason: a.degraded.map(Degradation::as_str),
         }
     }
 }

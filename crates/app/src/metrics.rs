@@ -242,7 +242,7 @@ impl Metrics {
                 self.model_outcomes
                     .with_label_values(&[&a.model.name, &a.model.version, a.model_status.as_str()])
                     .inc();
-                if a.degraded {
+                if a.degraded.is_some() {
                     self.degraded.inc();
                 }
             }

@@ -27,16 +27,60 @@ pub struct Assessment {
     pub model: ModelIdentity,
     /// Whether it answered; anything but `Ok` means `score` is the default.
     pub model_status: ModelStatus,
-    /// The store failed and the policy is to degrade: the statistics cover this transaction
-    /// alone, or the assessment could not be saved for replay.
-    #[serde(default)]
-    pub degraded: bool,
+    /// `None` for an answer the store recorded and saved; otherwise why it is provisional (the
+    /// store failed and the policy is to degrade). Saved, as `degraded`, only as `false`: a
+    /// provisional answer is never committed.
+    #[serde(default, with = "degraded_flag")]
+    pub degraded: Option<Degradation>,
     /// How long the service took, from the request's first byte to the final answer.
     #[serde(flatten)]
     pub processing_time: ProcessingTime,
     /// When the decision was made, UTC.
     #[serde(with = "time::serde::rfc3339")]
     pub processed_at: OffsetDateTime,
+}
+
+/// Why an answer is provisional: under the `degrade` policy, what the store could not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Degradation {
+    /// The store could not record the transaction: nothing was recorded (a command given up on
+    /// takes no effect afterwards), and the statistics cover this transaction alone.
+    NotRecorded,
+    /// The transaction was recorded and its statistics are the store's, but the answer could not
+    /// be saved for replay (or the record was lost before it could be): a retry gets the final
+    /// answer.
+    NotSaved,
+}
+
+impl Degradation {
+    /// The API's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Degradation::NotRecorded => "not_recorded",
+            Degradation::NotSaved => "not_saved",
+        }
+    }
+}
+
+/// `Assessment::degraded` as saved: the boolean `degraded` of every version.
+mod degraded_flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Degradation;
+
+    pub(super) fn serialize<S: Serializer>(
+        degraded: &Option<Degradation>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bool(degraded.is_some())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Degradation>, D::Error> {
+        // `true` is never saved; read it as the weaker claim, that the answer was not saved.
+        Ok(bool::deserialize(deserializer)?.then_some(Degradation::NotSaved))
+    }
 }
 
 /// How long the service took to answer one request, as saved with its assessment.

@@ -46,7 +46,7 @@ mod transaction;
 mod validation;
 mod window;
 
-pub use assessment::{Assessment, Milliseconds, ProcessingTime};
+pub use assessment::{Assessment, Degradation, Milliseconds, ProcessingTime};
 pub use clock::Clock;
 pub use currency::Currency;
 pub use features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Feature, Features};

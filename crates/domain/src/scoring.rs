@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use crate::assessment::{Assessment, ProcessingTime};
+use crate::assessment::{Assessment, Degradation, ProcessingTime};
 use crate::clock::Clock;
 use crate::features::Features;
 use crate::model::{FraudModel, ModelIdentity, ModelStatus, Prediction};
@@ -334,7 +334,7 @@ where
             stats,
             model,
             model_status,
-            degraded: !recorded,
+            degraded: (!recorded).then_some(Degradation::NotRecorded),
             // Up to the commit that saves it: the saved answer and the first one are the same.
             processing_time: ProcessingTime::since(started),
             processed_at: self.clock.now(),
@@ -361,7 +361,7 @@ where
             }),
             // Recorded and counted (or lost since), but a retry cannot replay this answer: say so.
             Err(StoreError::Unavailable(_) | StoreError::Lost) if degrade => {
-                assessment.degraded = true;
+                assessment.degraded = Some(Degradation::NotSaved);
                 Ok(Scored {
                     assessment,
                     replayed: false,

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, Features, FraudModel, MockClock, MockFraudModel,
+    Assessment, CommitOutcome, Degradation, Features, FraudModel, MockClock, MockFraudModel,
     MockTransactionStore, ModelError, ModelIdentity, ModelStatus, Prediction, Reception,
     RecordOutcome, ScoreError, ScoringPolicy, ScoringService, StoreError, TransactionInput, Window,
     WindowStat, WindowStats,
@@ -285,7 +285,7 @@ fn saved() -> Assessment {
         stats: stats(),
         model: identity(),
         model_status: ModelStatus::Ok,
-        degraded: false,
+        degraded: None,
         processing_time: antifraud_domain::ProcessingTime::of(Duration::from_micros(3_500)),
         processed_at: datetime!(2026-11-25 11:59:30 UTC),
     }
@@ -381,7 +381,8 @@ fn with_the_degrade_policy_an_unreachable_store_scores_without_history() {
     let scored = block_on(service.score(input(), Instant::now())).expect("scored");
 
     let a = scored.assessment;
-    assert!(a.degraded && !scored.replayed);
+    assert_eq!(a.degraded, Some(Degradation::NotRecorded));
+    assert!(!scored.replayed);
     assert_eq!((a.score, a.model_status), (0.2, ModelStatus::Ok));
     for window in Window::ALL {
         assert_eq!(
@@ -401,7 +402,7 @@ fn with_the_degrade_policy_a_failed_commit_is_marked_degraded() {
         .expect("scored")
         .assessment;
 
-    assert!(a.degraded);
+    assert_eq!(a.degraded, Some(Degradation::NotSaved));
     assert_eq!(a.stats, stats(), "the history was read");
 }
 
@@ -447,7 +448,11 @@ fn a_record_lost_before_the_commit_is_a_store_error_or_under_degrade_a_degraded_
     let a = block_on(service.score(input(), Instant::now()))
         .expect("scored")
         .assessment;
-    assert!(a.degraded, "not saved for replay: it says so");
+    assert_eq!(
+        a.degraded,
+        Some(Degradation::NotSaved),
+        "not saved for replay: it says so"
+    );
 }
 
 #[test]
@@ -610,7 +615,7 @@ fn a_store_that_never_answers_is_cut_at_the_deadline() {
     let a = block_on(service.score(input(), Instant::now()))
         .expect("scored without history")
         .assessment;
-    assert!(a.degraded);
+    assert_eq!(a.degraded, Some(Degradation::NotRecorded));
 }
 
 #[test]

@@ -128,7 +128,7 @@ pub fn assessment(tx: &Transaction, stats: WindowStats, score: f64) -> Assessmen
             version: "1".into(),
         },
         model_status: ModelStatus::Ok,
-        degraded: false,
+        degraded: None,
         processing_time: ProcessingTime::of(std::time::Duration::from_micros(1_250)),
         processed_at: tx.timestamp(),
     }

@@ -88,8 +88,11 @@ pub(crate) async fn score_transaction(
     metrics.scored(scoring_started.elapsed(), &result);
     let scored = result?;
     let assessment = &scored.assessment;
-    if !scored.replayed && assessment.degraded {
-        tracing::warn!("store unavailable: answered degraded (store failure policy: degrade)");
+    if let (false, Some(degradation)) = (scored.replayed, assessment.degraded) {
+        tracing::warn!(
+            reason = degradation.as_str(),
+            "store unavailable: answered degraded (store failure policy: degrade)"
+        );
     }
     if !scored.replayed && assessment.model_status != ModelStatus::Ok {
         // The use case already answered with the default score; this is the one place it is told.

@@ -154,6 +154,7 @@ async fn with_degrade_an_outage_scores_without_history_and_says_so() {
         post(&app, &transaction("bob", "tx-2", 30.0, Duration::ZERO)).await;
     assert_eq!((status, replayed), (200, false), "{body}");
     assert_eq!(body["degraded"], true);
+    assert_eq!(body["degraded_reason"], "not_recorded");
     assert_eq!(count_24h(&body), 1, "this transaction alone");
     assert_eq!(body["customer_avg_amount_24h"], 30.0);
     assert_eq!(sample(&app, "antifraud_degraded_answers_total").await, 1.0);
@@ -437,6 +438,7 @@ async fn a_degraded_answer_is_never_contradicted_by_a_late_command() {
     let (status, _, body) = post(&app, &late).await;
     assert_eq!(status, 200);
     assert_eq!(body["degraded"], true, "{body}");
+    assert_eq!(body["degraded_reason"], "not_recorded", "{body}");
     assert_eq!(count_24h(&body), 1, "without history: itself alone");
 
     tokio::time::sleep(StdDuration::from_millis(900)).await;

@@ -67,6 +67,8 @@ async fn a_valid_transaction_is_scored_with_every_contract_field() {
         "the shipped model scores by default"
     );
     assert_eq!(body["model_status"], "ok");
+    assert_eq!(body["degraded"], false);
+    assert!(body.get("degraded_reason").is_none(), "only on degraded answers: {body}");
 }
 
 #[tokio::test]
