@@ -68,7 +68,10 @@ async fn a_valid_transaction_is_scored_with_every_contract_field() {
     );
     assert_eq!(body["model_status"], "ok");
     assert_eq!(body["degraded"], false);
-    assert!(body.get("degraded_reason").is_none(), "only on degraded answers: {body}");
+    assert!(
+        body.get("degraded_reason").is_none(),
+        "only on degraded answers: {body}"
+    );
 }
 
 #[tokio::test]
