@@ -231,6 +231,9 @@ fn scoring_over(
         metrics: Arc::clone(metrics),
     });
     let (policy, metrics) = (settings.policy, Arc::clone(metrics));
+    let clock = SystemClock {
+        offset: settings.clock_offset,
+    };
     let system = match settings.store {
         StoreSettings::Embedded => "memory",
         StoreSettings::Redis(_) => "redis",
@@ -241,7 +244,7 @@ fn scoring_over(
             system,
             metrics: Arc::clone(&metrics),
         });
-        ScoringService::new(store, Arc::clone(&metered), SystemClock, policy)
+        ScoringService::new(store, Arc::clone(&metered), clock, policy)
     })
 }
 
@@ -443,4 +446,10 @@ fn announce(settings: &Settings, address: SocketAddr, model: &ReloadableModel) {
         config_file = settings.config_file.as_ref().map(|path| path.display().to_string()),
         "antifraud listening"
     );
+    if !settings.clock_offset.is_zero() {
+        tracing::warn!(
+            clock_offset_ms = settings.clock_offset.whole_milliseconds() as i64,
+            "this instance's clock is shifted: a setting for fault-injection runs only"
+        );
+    }
 }

@@ -9,12 +9,16 @@ use time::OffsetDateTime;
 /// Wall-clock time and tokio timers. Needs a tokio runtime with time enabled, which actix-web's
 /// workers have.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SystemClock;
+pub(crate) struct SystemClock {
+    /// Added to the system's time: zero, except in fault-injection runs that make two instances'
+    /// clocks disagree (`--clock-offset-ms`).
+    pub(crate) offset: time::Duration,
+}
 
 #[async_trait]
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc()
+        OffsetDateTime::now_utc() + self.offset
     }
 
     async fn sleep(&self, duration: Duration) {

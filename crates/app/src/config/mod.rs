@@ -175,6 +175,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// The configuration file read, if any.
     pub config_file: Option<PathBuf>,
+    /// How far this instance's wall clock is shifted (fault-injection runs only; zero otherwise).
+    pub clock_offset: time::Duration,
 }
 
 impl Settings {
@@ -245,6 +247,7 @@ impl Settings {
             max_in_flight: values.max_in_flight as usize,
             request_timeout: values.request_timeout_ms,
             config_file: values.config,
+            clock_offset: time::Duration::milliseconds(values.clock_offset_ms),
         })
     }
 }

@@ -226,6 +226,16 @@ settings! {
         default: "5000",
         parse: milliseconds,
     }
+    /// For fault-injection runs only (`cargo xtask chaos`): shifts this instance's wall clock by
+    /// this many milliseconds, negative for behind, as on a host whose clock disagrees with its
+    /// peers' (-86400000..=86400000).
+    clock_offset_ms: i64 {
+        flag: "clock-offset-ms",
+        env: "ANTIFRAUD_CLOCK_OFFSET_MS",
+        value: "MS",
+        default: "0",
+        parse: signed_milliseconds,
+    }
 }
 
 // The parsers. Each returns the reason a text is invalid; the caller names the setting.
@@ -285,6 +295,14 @@ fn milliseconds(text: &str) -> Result<Duration, String> {
     match text.parse::<u64>() {
         Ok(ms) if (1..=10_000).contains(&ms) => Ok(Duration::from_millis(ms)),
         _ => Err("expected whole milliseconds from 1 to 10000".to_owned()),
+    }
+}
+
+/// Whole milliseconds, either sign, within a day.
+fn signed_milliseconds(text: &str) -> Result<i64, String> {
+    match text.parse::<i64>() {
+        Ok(ms) if ms.abs() <= 86_400_000 => Ok(ms),
+        _ => Err("expected whole milliseconds from -86400000 to 86400000".to_owned()),
     }
 }
 

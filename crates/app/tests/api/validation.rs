@@ -298,3 +298,22 @@ async fn the_rest_of_the_hostile_corpus_gets_a_4xx_and_records_nothing() {
     let answer = app.score_ok(&body).await;
     assert_eq!(answer["customer_avg_amount_24h"], 0.0);
 }
+
+/// `--clock-offset-ms` (for fault-injection runs) shifts the clock the service judges timestamps
+/// by: ten minutes behind, a transaction stamped now is too far in the future for it.
+#[tokio::test]
+async fn a_shifted_clock_judges_timestamps_by_its_own_time() {
+    let behind = crate::helpers::spawn_app_with(antifraud_app::config::Inputs {
+        clock_offset_ms: Some("-600000".into()),
+        ..Default::default()
+    })
+    .await;
+    let now = transaction("shifted", "tx-1", 10.0, Duration::ZERO);
+    let body = problem(behind.score(&now).await, 422).await;
+    assert_eq!(fields(&body), ["timestamp"], "{body}");
+    // Ten minutes ago is now to it.
+    let earlier = transaction("shifted", "tx-2", 10.0, Duration::minutes(-10));
+    assert_eq!(count_24h(&behind.score_ok(&earlier).await), 1);
+    // An unshifted instance takes the first one.
+    assert_eq!(count_24h(&spawn_app().await.score_ok(&now).await), 1);
+}
