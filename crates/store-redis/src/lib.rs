@@ -78,6 +78,8 @@ pub struct RedisStore {
     commit: Script,
     /// Redis's clock against ours, to give the scripts deadlines on Redis's own clock.
     clock: RedisClock,
+    /// How long the client waits for one command: when it stops waiting, so must the script.
+    command_timeout: Duration,
 }
 
 /// How far Redis's clock is from ours: measured with `TIME` when the store connects, or on its
@@ -174,6 +176,7 @@ impl RedisStore {
             record: Script::from_lua(RECORD_LUA),
             commit: Script::from_lua(COMMIT_LUA),
             clock: RedisClock::unknown(),
+            command_timeout: settings.command_timeout,
         })
     }
 
@@ -195,6 +198,16 @@ impl RedisStore {
                 format!("no connection to Redis within {timeout:?}").into(),
             )),
         }
+    }
+
+    /// The deadline argument of a script sent now for a request due by `deadline`: the
+    /// request's deadline, or the command timeout if that comes first. The client stops waiting
+    /// for the command at the timeout, and the service answers without it (503, or degraded
+    /// "not recorded"); a script that Redis starts later (it waited behind a pause) must find
+    /// that it is too late.
+    async fn script_deadline(&self, deadline: Instant) -> String {
+        let clock = self.measured_clock().await;
+        clock.deadline_arg(deadline.min(Instant::now() + self.command_timeout))
     }
 
     /// A server command (`TIME`, `CONFIG`…), on any node.
@@ -364,7 +377,7 @@ impl TransactionStore for RedisStore {
                 .to_string()
         }));
         args.push(if reception.accept_new { "1" } else { "0" }.to_owned());
-        args.push(self.measured_clock().await.deadline_arg(reception.deadline));
+        args.push(self.script_deadline(reception.deadline).await);
         let reply: Vec<String> = self
             .record
             .evalsha_with_reload(self.pool.next_connected(), keys.record(), args)
@@ -408,7 +421,7 @@ impl TransactionStore for RedisStore {
         let args = vec![
             tx.transaction_id().as_str().to_owned(),
             json,
-            self.measured_clock().await.deadline_arg(deadline),
+            self.script_deadline(deadline).await,
         ];
         let reply: Vec<String> = self
             .commit

@@ -39,6 +39,27 @@ fn pause(server: &RedisServer, ms: u64) {
     assert!(reply.starts_with("+OK"), "{reply}");
 }
 
+/// Records `tx`, due in two seconds, while `pause_redis` holds Redis for 200 ms: the command
+/// times out first (the store's timeout is shorter); then waits until the pause has ended and
+/// the queued script has run, well before the request's deadline.
+async fn record_until_it_times_out(
+    store: &RedisStore,
+    tx: &Transaction,
+    pause_redis: impl FnOnce(),
+) {
+    pause_redis();
+    let reception = Reception {
+        deadline: Instant::now() + Duration::from_secs(2),
+        ..received(OffsetDateTime::now_utc())
+    };
+    let outcome = store.record(tx, &Fingerprint::of(tx), &reception).await;
+    assert!(
+        matches!(outcome, Err(antifraud_domain::StoreError::Unavailable(_))),
+        "the command times out: {outcome:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
 /// A transaction of a customer of its own, now, and that customer's keys.
 fn new_transaction(case: &str) -> (Transaction, CustomerKeys) {
     let tx = transaction(
@@ -75,14 +96,7 @@ async fn a_record_given_up_on_does_not_take_effect_after_its_deadline() {
     );
 
     // A retry with a fresh deadline records it, once.
-    let outcome = store
-        .record(
-            &tx,
-            &Fingerprint::of(&tx),
-            &received(OffsetDateTime::now_utc()),
-        )
-        .await
-        .expect("answers");
+    let outcome = common::record_now(&store, &tx).await.expect("answers");
     match outcome {
         RecordOutcome::Recorded(stats) => {
             assert_eq!(stats.get(antifraud_domain::Window::Hours24).count, 1)
@@ -91,19 +105,29 @@ async fn a_record_given_up_on_does_not_take_effect_after_its_deadline() {
     }
 }
 
+/// The client stops waiting at the command timeout, which may come long before the request's
+/// deadline: the service then answers without the command (503, or degraded "not recorded"), so
+/// a script that Redis runs after the timeout must do nothing, even with the deadline still
+/// ahead. (Found by `cargo xtask chaos`: a 350 ms pause, a 50 ms timeout, a 200 ms deadline.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_timed_out_does_not_take_effect_before_the_requests_deadline() {
+    let server = RedisServer::start();
+    let store = common::connected(server.url(), 4, Duration::from_millis(50)).await;
+    let (tx, keys) = new_transaction("timed-out");
+
+    record_until_it_times_out(&store, &tx, || pause(&server, 200)).await;
+    assert!(
+        !field_exists(&server, &keys.transactions, "t:tx-1"),
+        "a record the client stopped waiting for must not be there"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_given_up_on_does_not_save_its_assessment_after_its_deadline() {
     let server = RedisServer::start();
     let store = patient_store(&server).await;
     let (tx, keys) = new_transaction("given-up-commit");
-    store
-        .record(
-            &tx,
-            &Fingerprint::of(&tx),
-            &received(OffsetDateTime::now_utc()),
-        )
-        .await
-        .expect("recorded");
+    common::record_now(&store, &tx).await.expect("recorded");
 
     pause(&server, 400);
     let stats = WindowStats::aggregate(tx.timestamp(), [(tx.timestamp(), tx.mills())]);
@@ -128,12 +152,7 @@ async fn a_store_that_connected_while_redis_was_down_still_gives_its_scripts_dea
     .expect("valid settings");
     server.restart();
     let (warm, _) = new_transaction("late-clock-warm");
-    store
-        .record(
-            &warm,
-            &Fingerprint::of(&warm),
-            &received(OffsetDateTime::now_utc()),
-        )
+    common::record_now(&store, &warm)
         .await
         .expect("Redis is back");
 
@@ -149,4 +168,40 @@ async fn a_store_that_connected_while_redis_was_down_still_gives_its_scripts_dea
         !field_exists(&server, &keys.transactions, "t:tx-1"),
         "a record the service gave up on must not be there"
     );
+}
+
+/// On a Redis Cluster the script runs on the node of the customer's slot, and checks the
+/// deadline against that node's clock: a record the client stopped waiting for does nothing
+/// there either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_record_that_timed_out_does_not_take_effect_either() {
+    let cluster = antifraud_testkit::RedisCluster::start();
+    let store = common::connected(cluster.url(), 2, Duration::from_millis(50)).await;
+    let (tx, keys) = new_transaction("cluster-timed-out");
+    let held_anywhere = || {
+        cluster
+            .nodes()
+            .iter()
+            .any(|node| field_exists(node, &keys.transactions, "t:tx-1"))
+    };
+
+    record_until_it_times_out(&store, &tx, || {
+        for node in cluster.nodes() {
+            pause(node, 200);
+        }
+    })
+    .await;
+    assert!(
+        !held_anywhere(),
+        "a record the client stopped waiting for must not be there"
+    );
+
+    // Recorded by a retry, and then found where the check looks: the check is not vacuous.
+    let outcome = common::record_now(&store, &tx).await;
+    assert!(
+        matches!(outcome, Ok(RecordOutcome::Recorded(_))),
+        "{outcome:?}"
+    );
+    assert!(held_anywhere());
+    drop(cluster);
 }

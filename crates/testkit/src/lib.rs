@@ -201,14 +201,25 @@ impl RedisCluster {
             "redis-cli --cluster create failed: {}",
             String::from_utf8_lossy(&output.stdout)
         );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_until_ok();
+        cluster
+    }
+
+    /// Waits until every node reports `cluster_state:ok` (after start, or after nodes were
+    /// restarted: each keeps its `nodes.conf` and rejoins).
+    ///
+    /// # Panics
+    /// When that takes more than 30 s.
+    pub fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = nodes.iter().all(|node| {
+            let ok = self.nodes.iter().all(|node| {
                 node.command(&["CLUSTER", "INFO"])
                     .is_ok_and(|info| info.contains("cluster_state:ok"))
             });
             if ok {
-                return RedisCluster { nodes };
+                return;
             }
             assert!(
                 Instant::now() < deadline,
@@ -231,6 +242,11 @@ impl RedisCluster {
     /// The nodes.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
+    }
+
+    /// The nodes, to stop and restart.
+    pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.nodes
     }
 }
 

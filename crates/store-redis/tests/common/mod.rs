@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use antifraud_domain::{Fingerprint, RecordOutcome, StoreError, Transaction, TransactionStore};
+use antifraud_store_conformance::received;
 use antifraud_store_redis::{RedisSettings, RedisStore};
+use time::OffsetDateTime;
 
 /// A store on `url`, connected, with `pool_size` connections and this command timeout.
 pub(crate) async fn connected(
@@ -21,4 +24,22 @@ pub(crate) async fn connected(
         .await
         .expect("Redis is up");
     store
+}
+
+/// Records `tx` as received now, with the default deadline.
+#[allow(
+    dead_code,
+    reason = "each test file is its own crate, and not every one records"
+)]
+pub(crate) async fn record_now(
+    store: &RedisStore,
+    tx: &Transaction,
+) -> Result<RecordOutcome, StoreError> {
+    store
+        .record(
+            tx,
+            &Fingerprint::of(tx),
+            &received(OffsetDateTime::now_utc()),
+        )
+        .await
 }
