@@ -13,6 +13,8 @@
 //! - `cargo xtask compose up|down|logs|ps`: the compose stack in deploy/.
 //! - `cargo xtask fuzz [--seconds N]`: the request-body fuzz target under libFuzzer.
 //! - `cargo xtask schemathesis`: schemathesis against the service's own OpenAPI document.
+//! - `cargo xtask chaos [--duration 30s]`: fault injection against two instances on one Redis,
+//!   checked from the journal of every answer and from what Redis holds.
 
 // This binary owns its terminal: it reports to the developer directly.
 #![allow(clippy::print_stdout)]
@@ -23,6 +25,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context, bail};
 
 mod bench;
+mod chaos;
 mod fuzz;
 mod observability;
 mod process;
@@ -63,6 +66,9 @@ enum Task {
     Fuzz(fuzz::Fuzz),
     /// schemathesis against the running service's own OpenAPI document.
     Schemathesis(schemathesis::Schemathesis),
+    /// Fault injection: two release instances on one redis-server, traffic with retries,
+    /// Redis paused and killed, instances killed, clocks apart; checks every answer and Redis.
+    Chaos(chaos::Chaos),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
         Task::Compose(compose) => compose.run(),
         Task::Fuzz(fuzz) => fuzz.run(),
         Task::Schemathesis(schemathesis) => schemathesis.run(),
+        Task::Chaos(chaos) => chaos.run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,9 @@
 //! Processes the tasks start for themselves: on free loopback ports, waited for, and killed by
 //! pid when dropped.
 
+use std::fs::OpenOptions;
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,10 +22,33 @@ impl Started {
     }
 
     pub(crate) fn spawn(name: &'static str, command: &mut Command) -> anyhow::Result<Started> {
+        Self::start(name, command, Stdio::null(), Stdio::null())
+    }
+
+    /// [`Started::spawn`], with the process's output appended to `log`.
+    pub(crate) fn spawn_logged(
+        name: &'static str,
+        command: &mut Command,
+        log: &Path,
+    ) -> anyhow::Result<Started> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        Self::start(name, command, file.try_clone()?.into(), file.into())
+    }
+
+    fn start(
+        name: &'static str,
+        command: &mut Command,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> anyhow::Result<Started> {
         let child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("cannot start {name}"))?;
         Ok(Started { name, child })

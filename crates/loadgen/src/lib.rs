@@ -28,7 +28,9 @@ use time::format_description::well_known::Rfc3339;
 
 use report::Outcome;
 pub use report::{Report, Stats};
-use schedule::{Schedule, parse_duration, parse_stages};
+pub use schedule::parse_duration;
+use schedule::{Schedule, parse_stages};
+pub use traffic::Rng;
 use traffic::Traffic;
 
 /// A request sent this much after its intended time counts as late.

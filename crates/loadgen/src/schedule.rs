@@ -43,7 +43,7 @@ pub(crate) fn parse_stages(text: &str) -> anyhow::Result<Vec<Stage>> {
 }
 
 /// `250ms`, `30s`, `2m`, `1h`, or a bare number of seconds.
-pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
         Some(i) => text.split_at(i),
