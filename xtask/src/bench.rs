@@ -1,40 +1,84 @@
-//! `cargo xtask bench`: how fast the service is, end to end, on this machine.
+//! `cargo xtask bench`: how fast the service is, end to end, against what this machine allows.
 //!
-//! Builds the release service, starts what it needs itself (a `redis-server` on a free port; the
-//! service with the embedded store, then with Redis), drives each with the load generator at
-//! fixed rates and at increasing rates until one fails (p99 over 10 ms, any error, or the
-//! generator unable to keep its schedule), and records peak RSS. Writes the table into
-//! docs/benchmarks.md between the `bench:begin`/`bench:end` markers. Everything runs on loopback
-//! and is stopped by pid.
+//! Measures, in one run and with the same traffic, four systems side by side: the project's
+//! HTTP + JSON echo (`antifraud-echo`: the ceiling for the service's stack here), the Python
+//! service of the original design (`../shared/peers/python-seed`, skipped with a note when it
+//! cannot be installed), and the service with the embedded store and with Redis. For each: the
+//! highest rate sustained at p99 ≤ 10 ms and at p99 ≤ 200 ms (the original design's limit), and
+//! the CPU per request of the service (its whole process tree) and of Redis at a common rate,
+//! read from /proc before and after the step. Absolute figures move from machine to machine;
+//! the ratios between systems measured in one run are what the targets are about (issue #13).
+//! Writes the tables into docs/benchmarks.md between the `bench:begin`/`bench:end` markers.
+//! Everything runs on loopback and is stopped by pid.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use antifraud_loadgen::Load;
 use antifraud_testkit::RedisServer;
 use anyhow::Context;
 
-use crate::process::{Started, free_port, pause, wait_for_port};
+use crate::process::{
+    Started, free_port, pause, proc_status_kib, tree_cpu_seconds, wait_for_port,
+    wait_for_port_within,
+};
 use crate::{cargo, ensure_redis, workspace_root};
-use antifraud_loadgen::Load;
 
-/// The latency objective a sustained rate must meet.
-const P99_OBJECTIVE_MS: f64 = 10.0;
-/// Rates tried when searching for the highest sustained one.
-const SEARCH: [f64; 9] = [
-    2_000.0, 4_000.0, 6_000.0, 8_000.0, 10_000.0, 12_000.0, 14_000.0, 16_000.0, 20_000.0,
+/// The latency objectives: the service's, and the original design's processing limit.
+const TIGHT_P99_MS: f64 = 10.0;
+const LOOSE_P99_MS: f64 = 200.0;
+/// Rates tried, in order, until a step misses the loose objective.
+const RATES: [f64; 16] = [
+    250.0, 500.0, 1_000.0, 1_500.0, 2_000.0, 3_000.0, 4_000.0, 5_000.0, 6_000.0, 8_000.0, 10_000.0,
+    12_000.0, 14_000.0, 16_000.0, 20_000.0, 24_000.0,
 ];
+/// The common rate at which CPU per request is compared: one the Python design sustains too.
+const CPU_RATE: f64 = 500.0;
 const BEGIN: &str = "<!-- bench:begin (written by cargo xtask bench) -->";
 const END: &str = "<!-- bench:end -->";
 
 #[derive(clap::Args)]
 pub(crate) struct Bench {
     /// Length of each measured step.
-    #[arg(long, default_value = "10s")]
+    #[arg(long, default_value = "5s")]
     step: String,
-    /// Print the table without writing docs/benchmarks.md.
+    /// Consecutive runs, each of every system; all are reported.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Leave out the Python design (its venv needs PyPI on first use).
+    #[arg(long)]
+    no_python: bool,
+    /// Print the tables without writing docs/benchmarks.md.
     #[arg(long)]
     no_write: bool,
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Echo,
+    Python,
+    Embedded,
+    Redis,
+}
+
+impl System {
+    const ALL: [System; 4] = [
+        System::Echo,
+        System::Python,
+        System::Embedded,
+        System::Redis,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            System::Echo => "echo",
+            System::Python => "python-seed",
+            System::Embedded => "embedded store",
+            System::Redis => "redis store",
+        }
+    }
 }
 
 /// One measured step.
@@ -46,63 +90,117 @@ struct Step {
     p999: f64,
     errors: u64,
     late_share: f64,
-    /// The service's resident memory after the step.
+    /// CPU per finished request, µs: the system's process tree, and its Redis if it has one.
+    cpu_us: f64,
+    redis_cpu_us: Option<f64>,
     rss_mib: f64,
-    /// Position in the run.
-    order: usize,
 }
 
 impl Step {
-    fn sustained(&self) -> bool {
-        self.errors == 0 && self.p99 <= P99_OBJECTIVE_MS && self.late_share <= 0.01
+    fn meets(&self, p99_ms: f64) -> bool {
+        self.errors == 0 && self.p99 <= p99_ms && self.late_share <= 0.01
     }
 }
 
-/// Results for one store.
-struct StoreResult {
-    store: &'static str,
-    fixed: Vec<Step>,
-    search: Vec<Step>,
+/// One system's results in one run.
+struct Measured {
+    system: System,
+    /// The step at [`CPU_RATE`].
+    at_cpu_rate: Step,
+    /// The climb, in order.
+    climb: Vec<Step>,
     peak_rss_mib: f64,
+}
+
+impl Measured {
+    fn max_rate(&self, p99_ms: f64) -> Option<f64> {
+        self.climb
+            .iter()
+            .filter(|s| s.meets(p99_ms))
+            .map(|s| s.rate)
+            .max_by(f64::total_cmp)
+    }
+}
+
+/// One run: every system that could be started, and notes on those that could not.
+struct Run {
+    measured: Vec<Measured>,
+    notes: Vec<String>,
+}
+
+impl Run {
+    fn get(&self, system: System) -> Option<&Measured> {
+        self.measured.iter().find(|m| m.system == system)
+    }
+}
+
+/// A started system: its URL, the pid whose process tree is its CPU, and what keeps it alive.
+struct Running {
+    url: String,
+    pid: u32,
+    redis: Option<(RedisServer, u32)>,
+    _process: Started,
 }
 
 impl Bench {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         ensure_redis()?;
-        cargo(&["build", "--release", "--locked", "-p", "antifraud-app"])?;
-        let binary = workspace_root().join("target/release/antifraud");
-        let mut results = Vec::new();
-        for store in ["embedded", "redis"] {
-            let redis = (store == "redis").then(RedisServer::start);
-            let port = free_port()?;
-            let mut command = Command::new(&binary);
-            command.args(["--listen", &format!("127.0.0.1:{port}")]);
-            if let Some(redis) = &redis {
-                command.args(["--redis-url", &redis.url()]);
+        cargo(&[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "antifraud-app",
+            "--bins",
+        ])?;
+        let mut runs = Vec::new();
+        for run in 1..=self.runs.max(1) {
+            let mut measured = Vec::new();
+            let mut notes = Vec::new();
+            for system in System::ALL {
+                if system == System::Python && self.no_python {
+                    notes.push("python-seed left out (--no-python)".to_owned());
+                    continue;
+                }
+                let running = match start(system) {
+                    Ok(running) => running,
+                    Err(error) if system == System::Python => {
+                        println!("bench: python-seed skipped: {error:#}");
+                        notes.push(format!("python-seed skipped: {error:#}"));
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
+                println!("bench: run {run}, {} at {}", system.name(), running.url);
+                measured.push(self.measure(system, &running)?);
             }
-            let service = Started::spawn("antifraud", &mut command)?;
-            wait_for_port(port)?;
-            let url = format!("http://127.0.0.1:{port}");
-            println!("bench: {store} store, service at {url}");
-            let result = self.measure(store, &url, service.pid());
-            drop(service);
-            results.push(result?);
+            runs.push(Run { measured, notes });
         }
-        let table = render(&results, &self.step);
-        println!("\n{table}");
+        let tables = render(&runs, &self.step);
+        println!("\n{tables}");
         if !self.no_write {
-            write_section(&workspace_root().join("docs/benchmarks.md"), &table)?;
+            write_section(&workspace_root().join("docs/benchmarks.md"), &tables)?;
             println!("bench: docs/benchmarks.md updated");
         }
         Ok(())
     }
 
-    fn measure(&self, store: &'static str, url: &str, pid: u32) -> anyhow::Result<StoreResult> {
-        let rss = |field: &str| proc_status_kib(pid, field).unwrap_or(0) as f64 / 1024.0;
-        let order = std::cell::Cell::new(0);
-        let run = |rate: f64, duration: &str| -> anyhow::Result<Step> {
-            order.set(order.get() + 1);
-            let report = Load::constant(url, rate, duration).execute()?;
+    fn measure(&self, system: System, running: &Running) -> anyhow::Result<Measured> {
+        let step = |rate: f64, duration: &str| -> anyhow::Result<Step> {
+            let cpu = || {
+                (
+                    tree_cpu_seconds(running.pid),
+                    running
+                        .redis
+                        .as_ref()
+                        .map(|(_, pid)| tree_cpu_seconds(*pid)),
+                )
+            };
+            let before = cpu();
+            let report = Load::constant(&running.url, rate, duration).execute()?;
+            let after = cpu();
+            let finished = report.stats.completed().max(1) as f64;
+            let per_request = |a: f64, b: f64| (b - a) * 1e6 / finished;
             let step = Step {
                 rate,
                 throughput: report.throughput(),
@@ -111,49 +209,200 @@ impl Bench {
                 p999: report.stats.ms(0.999),
                 errors: report.stats.error_count(),
                 late_share: report.late as f64 / report.scheduled.max(1) as f64,
-                rss_mib: rss("VmRSS:"),
-                order: order.get(),
+                cpu_us: per_request(before.0, after.0),
+                redis_cpu_us: before.1.zip(after.1).map(|(a, b)| per_request(a, b)),
+                rss_mib: proc_status_kib(running.pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0,
             };
             println!(
-                "bench: {store} {rate:>6}/s → {:>7.0}/s p50 {:.2} p99 {:.2} p99.9 {:.2} ms, {} errors, {:.1} % late",
+                "bench: {} {rate:>6}/s → {:>7.0}/s p50 {:.2} p99 {:.2} ms, {} errors, {:.1} % late, \
+                 {:.0} µs CPU/request{}",
+                system.name(),
                 step.throughput,
                 step.p50,
                 step.p99,
-                step.p999,
                 step.errors,
-                step.late_share * 100.0
+                step.late_share * 100.0,
+                step.cpu_us,
+                step.redis_cpu_us
+                    .map_or(String::new(), |us| format!(" + {us:.0} µs Redis"))
             );
             Ok(step)
         };
-        // Order matters: an overloaded step leaves a backlog (in Redis, commands the service
-        // gave up on still run) that would spoil the next one. Warm up, measure 1,000/s, climb
-        // until a step fails, then measure 5,000/s last; pause between steps.
-        let rest = || pause(Duration::from_secs(3));
-        run(500.0, "3s")?;
+        // An overloaded step leaves a backlog (in Redis, commands the service gave up on still
+        // run) that would spoil the next one: pause between steps, and climb, so that the first
+        // miss ends the system's run.
+        let rest = || pause(Duration::from_secs(2));
+        step(CPU_RATE, "3s")?;
         rest();
-        let mut fixed = vec![run(1_000.0, &self.step)?];
-        let mut search = Vec::new();
-        for rate in SEARCH {
+        let at_cpu_rate = step(CPU_RATE, &self.step)?;
+        let mut climb = Vec::new();
+        for rate in RATES {
             rest();
-            let step = run(rate, &self.step)?;
-            let sustained = step.sustained();
-            search.push(step);
-            if !sustained {
+            let measured = step(rate, &self.step)?;
+            let done = !measured.meets(LOOSE_P99_MS);
+            climb.push(measured);
+            if done {
                 break;
             }
         }
-        rest();
-        fixed.push(run(5_000.0, &self.step)?);
-        Ok(StoreResult {
-            store,
-            fixed,
-            search,
-            peak_rss_mib: rss("VmHWM:"),
+        Ok(Measured {
+            system,
+            at_cpu_rate,
+            climb,
+            peak_rss_mib: proc_status_kib(running.pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0,
         })
     }
 }
 
-fn render(results: &[StoreResult], step: &str) -> String {
+/// Starts `system` on a free port, with its own `redis-server` when it needs one.
+fn start(system: System) -> anyhow::Result<Running> {
+    let release = workspace_root().join("target/release");
+    let port = free_port()?;
+    let listen = format!("127.0.0.1:{port}");
+    let redis = match system {
+        System::Python | System::Redis => {
+            let server = RedisServer::start();
+            let pid = redis_pid(&server)?;
+            Some((server, pid))
+        }
+        System::Echo | System::Embedded => None,
+    };
+    let redis_url = redis.as_ref().map(|(server, _)| server.url());
+    let process = match system {
+        System::Echo => {
+            let mut command = Command::new(release.join("antifraud-echo"));
+            command.arg(&listen);
+            let started = Started::spawn("antifraud-echo", &mut command)?;
+            wait_for_port(port)?;
+            started
+        }
+        System::Embedded | System::Redis => {
+            let mut command = Command::new(release.join("antifraud"));
+            command.args(["--listen", &listen]);
+            if let Some(url) = &redis_url {
+                command.args(["--redis-url", url]);
+            }
+            let started = Started::spawn("antifraud", &mut command)?;
+            wait_for_port(port)?;
+            started
+        }
+        System::Python => {
+            let seed = python_seed()?;
+            let mut command = Command::new("bash");
+            command
+                .arg(seed.join("run.sh"))
+                .args(["2", &port.to_string()])
+                .arg(redis_url.as_deref().unwrap_or_default())
+                .env("VENV", workspace_root().join("target/python-seed-venv"));
+            let started = Started::spawn("python-seed", &mut command)?.graceful();
+            // The first start creates its venv from PyPI.
+            wait_for_port_within(port, Duration::from_secs(300))
+                .context("python-seed did not start (is PyPI reachable?)")?;
+            started
+        }
+    };
+    Ok(Running {
+        url: format!("http://{listen}"),
+        pid: process.pid(),
+        redis,
+        _process: process,
+    })
+}
+
+/// The original design's service, beside the project (`../shared/peers/python-seed`).
+fn python_seed() -> anyhow::Result<PathBuf> {
+    let seed = workspace_root().join("../shared/peers/python-seed");
+    anyhow::ensure!(
+        seed.join("run.sh").is_file(),
+        "{} not found",
+        seed.display()
+    );
+    Ok(seed)
+}
+
+/// The server's pid, from `INFO server`.
+fn redis_pid(server: &RedisServer) -> anyhow::Result<u32> {
+    let info = server.command(&["INFO", "server"])?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .context("INFO server names no process_id")
+}
+
+/// The targets of issue #13, as ratios measured in one run.
+struct Ratio {
+    what: &'static str,
+    target: &'static str,
+    value: Option<f64>,
+    met: fn(f64) -> bool,
+    unit: &'static str,
+}
+
+fn ratios(run: &Run) -> Vec<Ratio> {
+    let m = |s| run.get(s);
+    let rate = |s, p99| m(s).and_then(|x| x.max_rate(p99));
+    let over = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+    vec![
+        Ratio {
+            what: "service CPU per request / echo's, embedded store, at the same rate",
+            target: "≤ 2×",
+            value: over(
+                m(System::Embedded).map(|x| x.at_cpu_rate.cpu_us),
+                m(System::Echo).map(|x| x.at_cpu_rate.cpu_us),
+            ),
+            met: |v| v <= 2.0,
+            unit: "×",
+        },
+        Ratio {
+            what: "Redis CPU per transaction",
+            target: "≤ 40 µs",
+            value: m(System::Redis).and_then(|x| x.at_cpu_rate.redis_cpu_us),
+            met: |v| v <= 40.0,
+            unit: " µs",
+        },
+        Ratio {
+            what: "max rate at p99 ≤ 10 ms, redis store / echo",
+            target: "≥ 60 %",
+            value: over(
+                rate(System::Redis, TIGHT_P99_MS),
+                rate(System::Echo, TIGHT_P99_MS),
+            )
+            .map(|v| v * 100.0),
+            met: |v| v >= 60.0,
+            unit: " %",
+        },
+        Ratio {
+            what: "max rate at p99 ≤ 10 ms, embedded store / echo",
+            target: "≥ 80 %",
+            value: over(
+                rate(System::Embedded, TIGHT_P99_MS),
+                rate(System::Echo, TIGHT_P99_MS),
+            )
+            .map(|v| v * 100.0),
+            met: |v| v >= 80.0,
+            unit: " %",
+        },
+        Ratio {
+            what: "max rate at p99 ≤ 200 ms, redis store / python-seed",
+            target: "≥ 15×",
+            value: over(
+                rate(System::Redis, LOOSE_P99_MS),
+                rate(System::Python, LOOSE_P99_MS),
+            ),
+            met: |v| v >= 15.0,
+            unit: "×",
+        },
+        Ratio {
+            what: "service RSS with Redis (peak)",
+            target: "< 100 MB",
+            value: m(System::Redis).map(|x| x.peak_rss_mib * 1.048_576),
+            met: |v| v < 100.0,
+            unit: " MB",
+        },
+    ]
+}
+
+fn render(runs: &[Run], step: &str) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -165,53 +414,74 @@ fn render(results: &[StoreResult], step: &str) -> String {
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let date = time::OffsetDateTime::now_utc().date();
     let mut out = format!(
-        "Machine: {cores} cores ({cpu}); the service, `redis-server` and the load generator share them.\n\
-         Run on {date} with `cargo xtask bench` ({step} per step; release service, shipped model,\n\
-         `cargo xtask load` traffic over 1,000,000 customers, the busiest 1 % sending 20 %, 2 % planted\n\
-         attacks, 1 % replays).\n\n\
-         | store | max sustained rate (p99 ≤ {P99_OBJECTIVE_MS} ms, no errors) | at 1,000/s p50 / p99 / p99.9 ms | at 5,000/s p50 / p99 / p99.9 ms | RSS at the max sustained rate |\n\
-         |---|---|---|---|---|\n"
+        "Machine: {cores} cores ({cpu}); every system, its `redis-server` and the load generator \
+         share them.\nRun on {date} with `cargo xtask bench --runs {}` ({step} per step; \
+         `cargo xtask load` traffic over 1,000,000 customers, the busiest 1 % sending 20 %, 2 % \
+         planted attacks, 1 % replays; CPU per request at {CPU_RATE}/s, from /proc).\n",
+        runs.len()
     );
-    for r in results {
-        let steps = || r.fixed.iter().chain(&r.search);
-        let best = steps()
-            .filter(|s| s.sustained())
-            .max_by(|a, b| a.rate.total_cmp(&b.rate));
-        let fixed = |i: usize| {
-            r.fixed.get(i).map_or("n/a".to_owned(), |s| {
-                let note = if s.sustained() { "" } else { " (missed)" };
-                format!("{:.2} / {:.2} / {:.2}{note}", s.p50, s.p99, s.p999)
-            })
-        };
+    for (i, run) in runs.iter().enumerate() {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} MiB; peak {:.0} MiB |\n",
-            r.store,
-            best.map_or("below 1,000/s".to_owned(), |b| format!("{:.0}/s", b.rate)),
-            fixed(0),
-            fixed(1),
-            best.map_or("n/a".to_owned(), |b| format!("{:.0}", b.rss_mib)),
-            r.peak_rss_mib
+            "\n**Run {}.**\n\n| system | max rate, p99 ≤ {TIGHT_P99_MS} ms | max rate, p99 ≤ \
+             {LOOSE_P99_MS} ms | CPU µs/request at {CPU_RATE}/s | Redis CPU µs/request | p50 / p99 \
+             ms at {CPU_RATE}/s | peak RSS MiB |\n|---|---|---|---|---|---|---|\n",
+            i + 1
         ));
-    }
-    out.push_str(
-        "\nEvery step, in the order run (RSS after the step):\n\n| store | offered /s | achieved /s | p50 ms | p99 ms | p99.9 ms | errors | sent late | RSS MiB |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for r in results {
-        let mut steps: Vec<&Step> = r.fixed.iter().chain(&r.search).collect();
-        steps.sort_by_key(|s| s.order);
-        for s in steps {
+        for m in &run.measured {
+            let rate = |p99| {
+                m.max_rate(p99)
+                    .map_or("none".to_owned(), |r| format!("{r:.0}/s"))
+            };
+            let s = &m.at_cpu_rate;
             out.push_str(&format!(
-                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} % | {:.0} |\n",
-                r.store,
-                s.rate,
-                s.throughput,
+                "| {} | {} | {} | {:.0} | {} | {:.2} / {:.2} | {:.0} |\n",
+                m.system.name(),
+                rate(TIGHT_P99_MS),
+                rate(LOOSE_P99_MS),
+                s.cpu_us,
+                s.redis_cpu_us
+                    .map_or("–".to_owned(), |us| format!("{us:.0}")),
                 s.p50,
                 s.p99,
-                s.p999,
-                s.errors,
-                s.late_share * 100.0,
-                s.rss_mib
+                m.peak_rss_mib
             ));
+        }
+        for note in &run.notes {
+            out.push_str(&format!("\n{note}\n"));
+        }
+        out.push_str("\n| target | wanted | measured |\n|---|---|---|\n");
+        for r in ratios(run) {
+            let value = r.value.map_or("not measured".to_owned(), |v| {
+                let mark = if (r.met)(v) { "" } else { " **(missed)**" };
+                format!("{v:.2}{}{mark}", r.unit)
+            });
+            out.push_str(&format!("| {} | {} | {value} |\n", r.what, r.target));
+        }
+    }
+    out.push_str(
+        "\nEvery step of the climbs, in the order run:\n\n| run | system | offered /s | achieved \
+         /s | p50 ms | p99 ms | p99.9 ms | errors | sent late | CPU µs/req | Redis µs/req | RSS \
+         MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (i, run) in runs.iter().enumerate() {
+        for m in &run.measured {
+            for s in &m.climb {
+                out.push_str(&format!(
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} % | {:.0} | {} | {:.0} |\n",
+                    i + 1,
+                    m.system.name(),
+                    s.rate,
+                    s.throughput,
+                    s.p50,
+                    s.p99,
+                    s.p999,
+                    s.errors,
+                    s.late_share * 100.0,
+                    s.cpu_us,
+                    s.redis_cpu_us.map_or("–".to_owned(), |us| format!("{us:.0}")),
+                    s.rss_mib
+                ));
+            }
         }
     }
     out
@@ -227,11 +497,4 @@ fn write_section(path: &Path, table: &str) -> anyhow::Result<()> {
         _ => format!("{}\n## Service: end to end\n\n{section}\n", text.trim_end()),
     };
     std::fs::write(path, updated).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// A memory figure of a process (`VmRSS:`, `VmHWM:`), from /proc.
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

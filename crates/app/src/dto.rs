@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 /// The schema describes a valid transaction. The service reads every field as optional so that
 /// it can list every missing or invalid field at once (422). Unknown fields are ignored. A field
 /// sent twice is a 400.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "customer_id": "cust-42",
     "transaction_id": "tx-2026-11-25-0001",

@@ -5,6 +5,7 @@ mod admission;
 mod auth;
 pub mod config;
 mod dto;
+pub mod echo;
 pub mod intake;
 mod limits;
 mod metered;

@@ -64,6 +64,11 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Requests that got an answer or failed: every request of the run that finished.
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
     /// Records one request: `latency` from its intended send time to its answer.
     pub(crate) fn record(&mut self, kind: Kind, latency: Duration, outcome: &Outcome) {
         self.completed += 1;

@@ -2,6 +2,7 @@
 
 mod config;
 mod docs;
+mod echo;
 mod fake_model;
 mod health;
 mod helpers;
