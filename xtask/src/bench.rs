@@ -197,7 +197,13 @@ impl Bench {
                 )
             };
             let before = cpu();
-            let report = Load::constant(&running.url, rate, duration).execute()?;
+            let load = Load::constant(&running.url, rate, duration);
+            let load = if system == System::Echo {
+                load.without_scores()
+            } else {
+                load
+            };
+            let report = load.execute()?;
             let after = cpu();
             let finished = report.stats.completed().max(1) as f64;
             let per_request = |a: f64, b: f64| (b - a) * 1e6 / finished;

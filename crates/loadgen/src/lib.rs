@@ -99,6 +99,9 @@ pub struct Load {
     /// No progress bar (for logs and CI).
     #[arg(long)]
     quiet: bool,
+    /// Whether a 200 must carry a score: only the benchmark's echo answers without one.
+    #[arg(skip = true)]
+    expect_score: bool,
 }
 
 /// Replaces `--profile FILE` after `load` by the flags in the file: one flag and its value per
@@ -152,7 +155,15 @@ impl Load {
             max_p99_ms: None,
             threads: 1,
             quiet: true,
+            expect_score: true,
         }
+    }
+
+    /// The same load against a server that answers 200 with any JSON body, not a score (the
+    /// benchmark's echo).
+    pub fn without_scores(mut self) -> Load {
+        self.expect_score = false;
+        self
     }
 
     /// Runs the load, prints the report (and writes it as JSON when asked), and fails when a
@@ -350,8 +361,9 @@ impl Load {
                 request = request.header("authorization", value);
             }
             let (stats, window) = (stats.clone(), window.clone());
+            let expect_score = self.expect_score;
             tasks.spawn(async move {
-                let outcome = send(request).await;
+                let outcome = send(request, expect_score).await;
                 let latency = due.elapsed();
                 drop(permit);
                 for stats in [&stats, &window] {
@@ -388,8 +400,9 @@ impl Load {
     }
 }
 
-/// Sends one request and reads what the report needs from the answer.
-async fn send(request: reqwest::RequestBuilder) -> Outcome {
+/// Sends one request and reads what the report needs from the answer: a 200 whose body is not
+/// JSON, or (when `expect_score`) has no score, is a failure.
+async fn send(request: reqwest::RequestBuilder, expect_score: bool) -> Outcome {
     let response = match request.send().await {
         Ok(response) => response,
         Err(e) if e.is_timeout() => return Outcome::Failed("timeout"),
@@ -412,7 +425,7 @@ async fn send(request: reqwest::RequestBuilder) -> Outcome {
             Ok(v) => {
                 score = v["scoring"].as_f64();
                 is_fraud = v["is_fraud"].as_bool();
-                if score.is_none() {
+                if score.is_none() && expect_score {
                     return Outcome::Failed("body");
                 }
             }
@@ -634,8 +647,9 @@ mod tests {
     }
 
     /// A scoring API stand-in on a free loopback port, on its own thread and runtime: answers
-    /// 200 with a score, every tenth request 500, and holds every request that arrives during
-    /// the first `stall` after its first request.
+    /// 200 with a score (or, when `scores` is false, with JSON that has none, as the benchmark's
+    /// echo does), every tenth request 500, and holds every request that arrives during the
+    /// first `stall` after its first request.
     struct FakeService {
         url: String,
         handle: actix_web::dev::ServerHandle,
@@ -644,6 +658,10 @@ mod tests {
 
     impl FakeService {
         fn start(stall: Duration) -> Self {
+            Self::start_with(stall, true)
+        }
+
+        fn start_with(stall: Duration, scores: bool) -> Self {
             use actix_web::{App, HttpResponse, HttpServer, web};
             use std::sync::atomic::AtomicU64;
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -671,9 +689,11 @@ mod tests {
                                     }
                                     if n % 10 == 9 {
                                         HttpResponse::InternalServerError().finish()
-                                    } else {
+                                    } else if scores {
                                         HttpResponse::Ok()
                                             .json(json!({"scoring": 0.25, "is_fraud": false}))
+                                    } else {
+                                        HttpResponse::Ok().json(json!({"amount": 1.0}))
                                     }
                                 }
                             }),
@@ -756,6 +776,16 @@ mod tests {
         let (gates, _) = lenient.gates(&report);
         assert_eq!(gates["max_error_rate"]["passed"], true, "{gates}");
         assert_eq!(gates["max_p99_ms"]["passed"], true, "{gates}");
+    }
+
+    #[test]
+    fn an_answer_without_a_score_fails_unless_the_load_expects_none() {
+        let service = FakeService::start_with(Duration::ZERO, false);
+        let scored = against(&service).execute().expect("runs");
+        assert_eq!(scored.stats.errors.get("body"), Some(&360));
+        let echoed = against(&service).without_scores().execute().expect("runs");
+        assert_eq!(echoed.stats.errors.get("body"), None);
+        assert_eq!(echoed.stats.error_count(), 40, "the 500s only");
     }
 
     #[test]
