@@ -4,7 +4,7 @@
 //!   file through a real parser, and cargo deny (deny.toml).
 //! - `cargo xtask test`: the whole test suite (nextest when installed, plus doc tests).
 //! - `cargo xtask load`: open-loop traffic against a running service, with an honest report.
-//! - `cargo xtask bench`: the service end to end, embedded store and Redis; docs/benchmarks.md.
+//! - `cargo xtask bench`: the echo, the Python design and the service, side by side.
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
 //! - `cargo xtask bench-model`: feature extraction and in-process models, per row.
 //! - `cargo xtask train`: trains the shipped model and writes the parity fixtures (`ml/`).
@@ -49,8 +49,8 @@ enum Task {
     /// Open-loop traffic against a running service: constant rate or ramp stages, latency from
     /// the intended send time, a report and optional pass/fail gates.
     Load(Box<antifraud_loadgen::Load>),
-    /// The service end to end: max sustained rate (p99 <= 10 ms), latency at 1,000 and 5,000/s
-    /// and peak RSS, with the embedded store and with Redis; writes docs/benchmarks.md.
+    /// Four systems side by side (HTTP + JSON echo, the Python design, the service with the
+    /// embedded store and with Redis): max rates, CPU per request, ratios; docs/benchmarks.md.
     Bench(bench::Bench),
     /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
     BenchStore(BenchStore),
