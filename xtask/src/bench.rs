@@ -95,6 +95,9 @@ struct Step {
     /// CPU per finished request, µs: the system's process tree, and its Redis if it has one.
     cpu_us: f64,
     redis_cpu_us: Option<f64>,
+    /// Of Redis's CPU, the time inside `EVALSHA` (the scripts), µs per finished request, and
+    /// the calls per request: `INFO commandstats`.
+    scripts: Option<(f64, f64)>,
     rss_mib: f64,
 }
 
@@ -198,7 +201,13 @@ impl Bench {
                         .map(|(_, pid)| tree_cpu_seconds(*pid)),
                 )
             };
-            let before = cpu();
+            let scripts = || {
+                running
+                    .redis
+                    .as_ref()
+                    .and_then(|(server, _)| evalsha_stats(server))
+            };
+            let (before, scripts_before) = (cpu(), scripts());
             let load = Load::constant(&running.url, rate, duration);
             let load = if system == System::Echo {
                 load.without_scores()
@@ -206,7 +215,7 @@ impl Bench {
                 load
             };
             let report = load.execute()?;
-            let after = cpu();
+            let (after, scripts_after) = (cpu(), scripts());
             let finished = report.stats.completed().max(1) as f64;
             let per_request = |a: f64, b: f64| (b - a) * 1e6 / finished;
             let step = Step {
@@ -219,11 +228,14 @@ impl Bench {
                 late_share: report.late as f64 / report.scheduled.max(1) as f64,
                 cpu_us: per_request(before.0, after.0),
                 redis_cpu_us: before.1.zip(after.1).map(|(a, b)| per_request(a, b)),
+                scripts: scripts_before
+                    .zip(scripts_after)
+                    .map(|(a, b)| ((b.1 - a.1) / finished, (b.0 - a.0) / finished)),
                 rss_mib: proc_status_kib(running.pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0,
             };
             println!(
                 "bench: {} {rate:>6}/s → {:>7.0}/s p50 {:.2} p99 {:.2} ms, {} errors, {:.1} % late, \
-                 {:.0} µs CPU/request{}",
+                 {:.0} µs CPU/request{}{}",
                 system.name(),
                 step.throughput,
                 step.p50,
@@ -232,7 +244,10 @@ impl Bench {
                 step.late_share * 100.0,
                 step.cpu_us,
                 step.redis_cpu_us
-                    .map_or(String::new(), |us| format!(" + {us:.0} µs Redis"))
+                    .map_or(String::new(), |us| format!(" + {us:.0} µs Redis")),
+                step.scripts.map_or(String::new(), |(us, calls)| format!(
+                    " ({us:.0} µs in {calls:.2} EVALSHA)"
+                ))
             );
             Ok(step)
         };
@@ -326,6 +341,21 @@ fn python_seed() -> anyhow::Result<PathBuf> {
         seed.display()
     );
     Ok(seed)
+}
+
+/// `EVALSHA` calls and the µs Redis spent in them so far, from `INFO commandstats`.
+fn evalsha_stats(server: &RedisServer) -> Option<(f64, f64)> {
+    let info = server.command(&["INFO", "commandstats"]).ok()?;
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))?;
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))?
+            .parse::<f64>()
+            .ok()
+    };
+    Some((field("calls")?, field("usec")?))
 }
 
 /// The server's pid, from `INFO server`.
@@ -468,14 +498,14 @@ fn render(runs: &[Run], step: &str) -> String {
     }
     out.push_str(
         "\nEvery step of the climbs, in the order run:\n\n| run | system | offered /s | achieved \
-         /s | p50 ms | p99 ms | p99.9 ms | errors | sent late | CPU µs/req | Redis µs/req | RSS \
-         MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         /s | p50 ms | p99 ms | p99.9 ms | errors | sent late | CPU µs/req | Redis µs/req | of which \
+         scripts µs (calls) | RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (i, run) in runs.iter().enumerate() {
         for m in &run.measured {
             for s in &m.climb {
                 out.push_str(&format!(
-                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} % | {:.0} | {} | {:.0} |\n",
+                    "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {:.1} % | {:.0} | {} | {} | {:.0} |\n",
                     i + 1,
                     m.system.name(),
                     s.rate,
@@ -487,6 +517,8 @@ fn render(runs: &[Run], step: &str) -> String {
                     s.late_share * 100.0,
                     s.cpu_us,
                     s.redis_cpu_us.map_or("–".to_owned(), |us| format!("{us:.0}")),
+                    s.scripts
+                        .map_or("–".to_owned(), |(us, calls)| format!("{us:.0} ({calls:.2})")),
                     s.rss_mib
                 ));
             }
@@ -505,4 +537,30 @@ fn write_section(path: &Path, table: &str) -> anyhow::Result<()> {
         _ => format!("{}\n## Service: end to end\n\n{section}\n", text.trim_end()),
     };
     std::fs::write(path, updated).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_calls_and_their_time_come_from_redis() {
+        let server = RedisServer::start();
+        assert_eq!(evalsha_stats(&server), None, "no script has run");
+        let loaded = server
+            .command(&["SCRIPT", "LOAD", "return 1"])
+            .expect("SCRIPT LOAD");
+        let sha = loaded
+            .lines()
+            .nth(1)
+            .expect("a bulk reply: the SHA")
+            .to_owned();
+        for _ in 0..3 {
+            server.command(&["EVALSHA", &sha, "0"]).expect("EVALSHA");
+        }
+        let (calls, usec) = evalsha_stats(&server).expect("counted");
+        assert_eq!(calls, 3.0);
+        assert!(usec >= 0.0);
+        assert!(redis_pid(&server).is_ok_and(|pid| pid > 0));
+    }
 }
