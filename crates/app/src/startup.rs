@@ -8,11 +8,10 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, middleware, web};
-use antifraud_domain::{FraudModel, ScoringService, TransactionStore};
+use antifraud_domain::{Clock, FraudModel, ScoringService, TransactionStore};
 use antifraud_store_memory::MemoryStore;
 use antifraud_store_redis::{RedisSettings, RedisStore};
 use anyhow::Context;
-use time::OffsetDateTime;
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 
@@ -86,8 +85,9 @@ pub struct Application {
     memory: Option<Arc<MemoryStore>>,
     redis: Option<Arc<RedisStore>>,
     model: Arc<ReloadableModel>,
-    /// How long history is kept, for the embedded store's sweeper.
+    /// How long history is kept, and the clock it is kept by, for the embedded store's sweeper.
     retention: Duration,
+    clock: SystemClock,
 }
 
 impl Application {
@@ -139,6 +139,7 @@ impl Application {
             redis: store.redis,
             model,
             retention: settings.policy.retention(),
+            clock: SystemClock::of(&settings),
         })
     }
 
@@ -172,13 +173,14 @@ impl Application {
                 handle.stop(true).await;
             }
         });
-        let retention = self.retention;
+        let (retention, clock) = (self.retention, self.clock);
         let sweeper = self.memory.map(|memory| {
             tokio::spawn(async move {
                 let mut every = tokio::time::interval(SWEEP_INTERVAL);
                 loop {
                     every.tick().await;
-                    memory.purge_expired(OffsetDateTime::now_utc() - retention);
+                    // The scoring's clock: a shifted one prunes where the requests prune.
+                    memory.purge_expired(clock.now() - retention);
                 }
             })
         });
@@ -231,9 +233,7 @@ fn scoring_over(
         metrics: Arc::clone(metrics),
     });
     let (policy, metrics) = (settings.policy, Arc::clone(metrics));
-    let clock = SystemClock {
-        offset: settings.clock_offset,
-    };
+    let clock = SystemClock::of(settings);
     let system = match settings.store {
         StoreSettings::Embedded => "memory",
         StoreSettings::Redis(_) => "redis",

@@ -15,6 +15,15 @@ pub(crate) struct SystemClock {
     pub(crate) offset: time::Duration,
 }
 
+impl SystemClock {
+    /// The clock the settings ask for: the system's, shifted by `--clock-offset-ms`.
+    pub(crate) fn of(settings: &crate::Settings) -> Self {
+        SystemClock {
+            offset: settings.clock_offset,
+        }
+    }
+}
+
 #[async_trait]
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
