@@ -39,6 +39,26 @@ fn pause(server: &RedisServer, ms: u64) {
     assert!(reply.starts_with("+OK"), "{reply}");
 }
 
+/// Records `tx` with a 100 ms deadline while Redis is paused for 400 ms, gives up on it at the
+/// deadline as the use case does, and checks that the queued script, once run, left nothing.
+async fn record_given_up_on(
+    server: &RedisServer,
+    store: &RedisStore,
+    tx: &Transaction,
+    keys: &CustomerKeys,
+) {
+    pause(server, 400);
+    let reception = Reception {
+        deadline: Instant::now() + Duration::from_millis(100),
+        ..received(OffsetDateTime::now_utc())
+    };
+    give_up_on(store.record(tx, &Fingerprint::of(tx), &reception)).await;
+    assert!(
+        !field_exists(server, &keys.transactions, "t:tx-1"),
+        "a record the service gave up on must not be there"
+    );
+}
+
 /// Records `tx`, due in two seconds, while `pause_redis` holds Redis for 200 ms: the command
 /// times out first (the store's timeout is shorter); then waits until the pause has ended and
 /// the queued script has run, well before the request's deadline.
@@ -83,17 +103,7 @@ async fn a_record_given_up_on_does_not_take_effect_after_its_deadline() {
     let store = patient_store(&server).await;
     let (tx, keys) = new_transaction("given-up");
 
-    pause(&server, 400);
-    let reception = Reception {
-        deadline: Instant::now() + Duration::from_millis(100),
-        ..received(OffsetDateTime::now_utc())
-    };
-    let fingerprint = Fingerprint::of(&tx);
-    give_up_on(store.record(&tx, &fingerprint, &reception)).await;
-    assert!(
-        !field_exists(&server, &keys.transactions, "t:tx-1"),
-        "a record the service gave up on must not be there"
-    );
+    record_given_up_on(&server, &store, &tx, &keys).await;
 
     // A retry with a fresh deadline records it, once.
     let outcome = common::record_now(&store, &tx).await.expect("answers");
@@ -157,17 +167,7 @@ async fn a_store_that_connected_while_redis_was_down_still_gives_its_scripts_dea
         .expect("Redis is back");
 
     let (tx, keys) = new_transaction("late-clock");
-    pause(&server, 400);
-    let reception = Reception {
-        deadline: Instant::now() + Duration::from_millis(100),
-        ..received(OffsetDateTime::now_utc())
-    };
-    let fingerprint = Fingerprint::of(&tx);
-    give_up_on(store.record(&tx, &fingerprint, &reception)).await;
-    assert!(
-        !field_exists(&server, &keys.transactions, "t:tx-1"),
-        "a record the service gave up on must not be there"
-    );
+    record_given_up_on(&server, &store, &tx, &keys).await;
 }
 
 /// On a Redis Cluster the script runs on the node of the customer's slot, and checks the
