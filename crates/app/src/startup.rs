@@ -12,7 +12,6 @@ use antifraud_domain::{Clock, FraudModel, ScoringService, TransactionStore};
 use antifraud_store_memory::MemoryStore;
 use antifraud_store_redis::{RedisSettings, RedisStore};
 use anyhow::Context;
-use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi;
 
 use crate::admission::Admission;
@@ -23,6 +22,7 @@ use crate::metrics::{Metrics, metrics_endpoint, track_http};
 use crate::model::{ReloadableModel, reload_on_hangup};
 use crate::routes::{self, ApiDoc, Intake, OpenApiJson, Scoring, ServiceInfo, SwaggerUi};
 use crate::system_clock::SystemClock;
+use crate::telemetry;
 
 /// Largest accepted request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -354,7 +354,7 @@ fn create_app(
         // and traced too.
         .wrap(middleware::from_fn(track_http))
         // The request's span: W3C `traceparent` from the caller becomes its parent.
-        .wrap(TracingLogger::default())
+        .wrap(middleware::from_fn(telemetry::request_span))
         .app_data(metrics)
         .app_data(openapi)
         .app_data(swagger)

@@ -4,6 +4,9 @@
 //! logged once where it is handled, and no log line carries an IP address, a device id or card
 //! data beyond the BIN.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use anyhow::Context;
 use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -11,8 +14,10 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Instrument as _;
 use tracing::field::{Field, Visit};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::filter::{FilterExt as _, filter_fn};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -33,34 +38,120 @@ pub struct Telemetry {
 /// Incoming W3C `traceparent` headers are honoured. Call once, first thing in `main`, inside the
 /// runtime.
 ///
+/// What a request pays for is what is used. Log lines carry no span fields: the formatter would
+/// format every span's fields as it opens, logged or not (about 8 µs per request measured). With
+/// nothing exporting, no layer wants a span, so every span in the code is disabled where it is
+/// written (a cached check), text logs included. JSON lines name the request's trace: then the
+/// request's span alone gets an OpenTelemetry context, its children stay disabled.
+///
 /// # Errors
 /// When the exporter cannot be built (an invalid endpoint).
 pub fn init(format: LogFormat, otlp: Option<&OtlpSettings>) -> anyhow::Result<Telemetry> {
     // The HTTP exporter builds a reqwest client: see the function's docs.
     antifraud_model::install_crypto_provider();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs = match format {
         LogFormat::Text => logs.boxed(),
         LogFormat::Json => logs.event_format(JsonWithTrace).boxed(),
-    };
-    // JSON lines carry trace and span ids, so spans get OpenTelemetry contexts even when nothing
-    // is exported: a provider without an exporter.
-    let provider = match (otlp, format) {
-        (Some(otlp), _) => Some(provider(otlp)?),
-        (None, LogFormat::Json) => Some(SdkTracerProvider::builder().build()),
+    }
+    .with_filter(filter().and(filter_fn(|metadata| metadata.is_event())));
+    let traces = match (otlp, format) {
+        (Some(otlp), _) => {
+            let provider = provider(otlp)?;
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("antifraud"))
+                .with_filter(filter())
+                .boxed();
+            Some((provider, layer))
+        }
+        // JSON lines carry the request's trace and span ids even when nothing is exported: a
+        // provider without an exporter, for the request's span only.
+        (None, LogFormat::Json) => {
+            let provider = SdkTracerProvider::builder().build();
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("antifraud"))
+                .with_filter(filter().and(filter_fn(|metadata| {
+                    metadata.is_span() && metadata.name() == REQUEST_SPAN
+                })))
+                .boxed();
+            Some((provider, layer))
+        }
         (None, LogFormat::Text) => None,
     };
-    let traces = provider
-        .as_ref()
-        .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("antifraud")));
+    let (provider, traces) = traces.unzip();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     tracing_subscriber::registry()
-        .with(filter)
         .with(logs)
         .with(traces)
         .init();
     Ok(Telemetry { provider })
+}
+
+/// The name of the request's span, the root of the service's part of a trace.
+const REQUEST_SPAN: &str = "HTTP request";
+
+/// Middleware: the request's server span (`http.method`, `http.route`, `http.status_code`, and
+/// `otel.status_code` `ERROR` on a 5xx), a child of the caller's W3C `traceparent` when there is
+/// one. Written here rather than taken from tracing-actix-web, whose root span costs every
+/// request a UUID, the connection's info and two header extractions even when no layer wants the
+/// span, and carries the client's IP address, which no log line or trace of ours may.
+pub(crate) async fn request_span(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let span = tracing::info_span!(
+        REQUEST_SPAN,
+        otel.kind = "server",
+        otel.name = tracing::field::Empty,
+        http.method = request.method().as_str(),
+        http.route = tracing::field::Empty,
+        http.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return next.call(request).await;
+    }
+    // The pattern, never the raw path: paths carry ids and are unbounded.
+    let route = request.match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    span.record("http.route", route);
+    span.record(
+        "otel.name",
+        format!("{} {route}", request.method()).as_str(),
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&RequestHeaders(request.headers()))
+    });
+    // Fails only when no OpenTelemetry layer takes the span (text logs with a filter that lets
+    // spans through): then there is no trace to join.
+    let _ = span.set_parent(parent);
+    let response = span
+        .in_scope(|| next.call(request))
+        .instrument(span.clone())
+        .await;
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(error) => error.as_response_error().status_code(),
+    };
+    span.record("http.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
+}
+
+/// An incoming request's headers, as the propagator reads them.
+struct RequestHeaders<'a>(&'a actix_web::http::header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for RequestHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|name| name.as_str()).collect()
+    }
 }
 
 /// The W3C trace context of the current span as headers (`traceparent`, `tracestate`), for

@@ -89,7 +89,9 @@ pub(crate) async fn score_transaction(
     let scored = result?;
     let assessment = &scored.assessment;
     if let (false, Some(degradation)) = (scored.replayed, assessment.degraded) {
+        // Log lines carry no span fields (see telemetry::init): the transaction is named here.
         tracing::warn!(
+            transaction.id = %assessment.transaction_id,
             reason = degradation.as_str(),
             "store unavailable: answered degraded (store failure policy: degrade)"
         );
@@ -97,6 +99,7 @@ pub(crate) async fn score_transaction(
     if !scored.replayed && assessment.model_status != ModelStatus::Ok {
         // The use case already answered with the default score; this is the one place it is told.
         tracing::warn!(
+            transaction.id = %assessment.transaction_id,
             model.name = %assessment.model.name,
             model.status = %assessment.model_status,
             "model fell back to the default score"

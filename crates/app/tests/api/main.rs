@@ -7,6 +7,7 @@ mod fake_model;
 mod health;
 mod helpers;
 mod idempotency;
+mod logs;
 mod metrics;
 mod models;
 mod openapi;
