@@ -1,6 +1,8 @@
 //! Per-row cost of feature extraction and of every in-process model: criterion for the mean,
 //! then each call timed alone into an HDR histogram for the tail (p50/p99/p99.9), which is what
-//! the 20 µs p99 budget of an in-process model is about. Run with `cargo xtask bench-model`.
+//! the 20 µs p99 budget of an in-process model is about; and the shipped model cold, with every
+//! cache evicted between rows, as a request finds it after the rest of the service has run. Run
+//! with `cargo xtask bench-model`.
 
 #![allow(clippy::print_stdout, missing_docs)]
 
@@ -110,36 +112,93 @@ fn criterion_benches(c: &mut Criterion, rows: &[Features], models: &[(String, On
     );
 }
 
+/// Each of `calls` calls timed alone into a histogram (nanoseconds), over the rows in turn,
+/// with `prepare` run untimed before each.
+fn timed(
+    rows: &[Features],
+    calls: usize,
+    mut prepare: impl FnMut(),
+    mut call: impl FnMut(&Features) -> f64,
+) -> Histogram<u64> {
+    let mut histogram = Histogram::<u64>::new(3).expect("valid precision");
+    for i in 0..calls {
+        prepare();
+        let row = &rows[i % rows.len()];
+        let started = Instant::now();
+        black_box(call(black_box(row)));
+        histogram
+            .record(started.elapsed().as_nanos() as u64)
+            .expect("in range");
+    }
+    histogram
+}
+
+/// A table row: p50, p99, p99.9 and max in microseconds.
+fn print_row(name: &str, histogram: &Histogram<u64>) {
+    let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "| {name} | {:.2} | {:.2} | {:.2} | {:.1} |",
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        histogram.max() as f64 / 1000.0
+    );
+}
+
+const TABLE_HEAD: &str = "| p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|";
+
 /// Each call timed alone: the tail, not the mean.
 fn tail_table(rows: &[Features], models: &[(String, OnnxModel)]) {
     const CALLS: usize = 200_000;
-    println!("\n| model | p50 µs | p99 µs | p99.9 µs | max µs |\n|---|---|---|---|---|");
-    let report = |name: &str, mut call: Box<dyn FnMut(&Features) -> f64 + '_>| {
-        let mut histogram = Histogram::<u64>::new(3).expect("valid precision");
-        for i in 0..CALLS {
-            let row = &rows[i % rows.len()];
-            let started = Instant::now();
-            black_box(call(black_box(row)));
-            histogram
-                .record(started.elapsed().as_nanos() as u64)
-                .expect("in range");
-        }
-        let us = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
-        println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.1} |",
-            us(0.5),
-            us(0.99),
-            us(0.999),
-            histogram.max() as f64 / 1000.0
-        );
-    };
-    report("builtin-logistic", Box::new(BuiltinModel::probability));
+    println!("\n| model {TABLE_HEAD}");
+    print_row(
+        "builtin-logistic",
+        &timed(rows, CALLS, || {}, BuiltinModel::probability),
+    );
     for (name, model) in models {
-        report(
-            name,
-            Box::new(move |row| model.probability(row).expect("scores")),
-        );
+        let call = |row: &Features| model.probability(row).expect("scores");
+        print_row(name, &timed(rows, CALLS, || {}, call));
     }
+}
+
+/// The shipped model warm (rows back to back) and cold: before each row, a buffer twice the
+/// size of the last-level cache is written, so the model's nodes come from memory, as they may
+/// in the service, where parsing, the store and the HTTP stack run between two rows.
+fn cold_table(rows: &[Features], shipped: &OnnxModel) {
+    const CALLS: usize = 2_000;
+    let mut evict = vec![0u8; 2 * last_level_cache_bytes()];
+    let call = |row: &Features| shipped.probability(row).expect("scores");
+    println!("\n| fraud-gbdt (shipped) {TABLE_HEAD}");
+    print_row("warm", &timed(rows, CALLS, || {}, call));
+    let name = format!("cold ({} MiB written between rows)", evict.len() >> 20);
+    let evict_all = || {
+        // One write per cache line is enough to evict it.
+        for line in evict.chunks_mut(64) {
+            line[0] = line[0].wrapping_add(1);
+        }
+        black_box(&evict);
+    };
+    print_row(&name, &timed(rows, CALLS, evict_all, call));
+}
+
+/// The largest cache's size from sysfs (Linux), else 64 MiB.
+fn last_level_cache_bytes() -> usize {
+    (0..8)
+        .filter_map(|index| {
+            let path = format!("/sys/devices/system/cpu/cpu0/cache/index{index}/size");
+            let text = std::fs::read_to_string(path).ok()?;
+            let text = text.trim();
+            let (digits, scale) = match text.strip_suffix('K') {
+                Some(kib) => (kib, 1 << 10),
+                None => match text.strip_suffix('M') {
+                    Some(mib) => (mib, 1 << 20),
+                    None => (text, 1),
+                },
+            };
+            digits.parse::<usize>().ok().map(|n| n * scale)
+        })
+        .max()
+        .unwrap_or(64 << 20)
 }
 
 fn main() {
@@ -149,4 +208,5 @@ fn main() {
     criterion_benches(&mut criterion, &rows, &models);
     criterion.final_summary();
     tail_table(&rows, &models);
+    cold_table(&rows, &models[0].1);
 }

@@ -37,6 +37,9 @@ pub(crate) struct Graph {
     pub(crate) trees: usize,
     /// Worst-case tree nodes visited for one row, over all ensembles.
     pub(crate) worst_case_steps: usize,
+    /// The model has tree ensembles and every one walks compact trees (ranked thresholds, see
+    /// `compact.rs`).
+    pub(crate) compact: bool,
 }
 
 impl Graph {
@@ -210,6 +213,7 @@ impl Graph {
         };
         let trees = ensembles().map(|e| e.trees()).sum();
         let worst_case_steps = ensembles().map(|e| e.worst_case_steps()).sum();
+        let compact = ensembles().next().is_some() && ensembles().all(|e| e.is_compact());
         let steps: Vec<Step> = steps
             .into_iter()
             .zip(needed)
@@ -223,6 +227,7 @@ impl Graph {
             constants,
             steps,
             output_slot,
+            compact,
             output_column: 0,
             output_description: String::new(),
             trees,

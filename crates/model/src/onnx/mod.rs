@@ -8,6 +8,7 @@
 //! operators; their semantics follow ONNX Runtime and are pinned by parity tests against it.
 
 mod attrs;
+mod compact;
 mod graph;
 mod ops;
 mod proto;
@@ -191,6 +192,7 @@ impl OnnxModel {
             trees = compiled.trees,
             worst_case_steps = compiled.worst_case_steps,
             inline = compiled.worst_case_steps <= INLINE_MAX_STEPS,
+            compact = compiled.compact,
             "ONNX model loaded"
         );
         Ok(OnnxModel {
@@ -607,6 +609,7 @@ mod tests {
                 .expect("the shipped model loads");
         assert_eq!(model.identity().name, "fraud-gbdt");
         assert_eq!(model.graph.trees, 300);
+        assert!(model.graph.compact, "its trees walk in compact form");
         assert!(
             model.graph.worst_case_steps <= 300 * 7,
             "300 trees of depth at most 6: {}",

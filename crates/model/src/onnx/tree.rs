@@ -9,12 +9,13 @@ use std::collections::HashMap;
 
 use super::LoadError;
 use super::attrs::Attrs;
+use super::compact::CompactForest;
 use super::ops::PostTransform;
 
 /// How a branch compares the feature with its threshold; `true` takes the true branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-enum Mode {
+pub(super) enum Mode {
     Leq,
     Lt,
     Gte,
@@ -27,13 +28,13 @@ enum Mode {
 /// One node. For a branch, `a`/`b` are the true/false children; for a leaf, the range of its
 /// weights in [`TreeEnsemble::weights`].
 #[derive(Debug, Clone, Copy)]
-struct Node {
-    mode: Mode,
-    feature: u32,
-    threshold: f32,
-    missing_goes_true: bool,
-    a: u32,
-    b: u32,
+pub(super) struct Node {
+    pub(super) mode: Mode,
+    pub(super) feature: u32,
+    pub(super) threshold: f32,
+    pub(super) missing_goes_true: bool,
+    pub(super) a: u32,
+    pub(super) b: u32,
 }
 
 /// How the trees' leaf values combine.
@@ -86,6 +87,9 @@ pub(crate) struct TreeEnsemble {
     /// The mode every branch shares, when they do (exporters use one): the walk is then
     /// specialised for it.
     uniform_mode: Option<Mode>,
+    /// The same trees with ranked thresholds, when they fit that form (see [`CompactForest`]):
+    /// what rows are walked with then.
+    compact: Option<CompactForest>,
     /// The longest root-to-leaf walk over all trees, summed: the worst-case cost of a row.
     worst_case_steps: usize,
     /// `(output index, weight)` of every leaf, grouped by leaf.
@@ -371,6 +375,7 @@ impl TreeEnsemble {
         let first = modes.next();
         let uniform_mode = first.filter(|m| modes.all(|other| other == *m));
         Ok(TreeEnsemble {
+            compact: CompactForest::build(&nodes, &roots, uniform_mode, &weights),
             binary_case: classifier && outputs == 2 && distinct.len() == 1,
             weights_all_positive: weights.iter().all(|w| w.1 >= 0.0),
             packed: layout.packed,
@@ -391,6 +396,11 @@ impl TreeEnsemble {
     /// The number of input features the ensemble reads (at least).
     pub(crate) fn min_width(&self) -> usize {
         self.max_feature + 1
+    }
+
+    /// Whether rows walk the compact form of the trees.
+    pub(crate) fn is_compact(&self) -> bool {
+        self.compact.is_some()
     }
 
     /// Number of trees.
@@ -419,9 +429,28 @@ impl TreeEnsemble {
             };
             *h = true;
         };
+        if let Some(compact) = &self.compact {
+            compact.for_each_leaf(x, |(out, w)| add(out as usize, w));
+        } else {
+            self.walk_packed(x, |(start, end)| {
+                for &(out, w) in &self.weights[start as usize..end as usize] {
+                    add(out as usize, w);
+                }
+            });
+        }
+        if self.aggregate == Aggregate::Average {
+            let n = self.roots.len() as f32;
+            scores.iter_mut().for_each(|s| *s /= n);
+        }
+        (scores, has)
+    }
+
+    /// Calls `leaf` with the weights (a range of [`Self::weights`]) of every tree's leaf for the
+    /// row `x`, walking the float thresholds.
+    fn walk_packed(&self, x: &[f32], mut leaf: impl FnMut((u32, u32))) {
         for (group, &depth) in self.roots.chunks(LANES).zip(&self.group_depths) {
             // Lanes past the last tree walk the group's first tree again; only the group's own
-            // leaves are added below.
+            // leaves are reported.
             let mut at = [group[0]; LANES];
             at[..group.len()].copy_from_slice(group);
             match self.uniform_mode {
@@ -431,18 +460,10 @@ impl TreeEnsemble {
                 Some(Mode::Gt) => self.walk(&mut at, depth, x, |v, t| v > t),
                 _ => self.walk_mixed(&mut at, depth, x),
             }
-            for &leaf in &at[..group.len()] {
-                let (start, end) = self.leaf_weights[leaf as usize];
-                for &(out, w) in &self.weights[start as usize..end as usize] {
-                    add(out as usize, w);
-                }
+            for &node in &at[..group.len()] {
+                leaf(self.leaf_weights[node as usize]);
             }
         }
-        if self.aggregate == Aggregate::Average {
-            let n = self.roots.len() as f32;
-            scores.iter_mut().for_each(|s| *s /= n);
-        }
-        (scores, has)
     }
 
     /// `depth` steps of every lane, with one comparison for every branch.
@@ -561,7 +582,7 @@ pub(crate) fn logistic(v: f32) -> f32 {
 /// `if condition { a } else { b }` as arithmetic, so that the compiler cannot turn it into a
 /// branch that the data would mispredict half of the time.
 #[inline(always)]
-fn select(condition: bool, a: u32, b: u32) -> u32 {
+pub(super) fn select(condition: bool, a: u32, b: u32) -> u32 {
     let mask = 0u32.wrapping_sub(u32::from(condition));
     (a & mask) | (b & !mask)
 }
