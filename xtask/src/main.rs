@@ -29,6 +29,7 @@ mod chaos;
 mod fuzz;
 mod observability;
 mod process;
+mod profile;
 mod python;
 mod schemathesis;
 use clap::{Parser, Subcommand};

@@ -61,6 +61,13 @@ impl Started {
         })
     }
 
+    /// Waits for the process to end by itself; an error when it failed.
+    pub(crate) fn wait(mut self) -> anyhow::Result<()> {
+        let status = self.child.wait()?;
+        ensure!(status.success(), "{} exited with {status}", self.name);
+        Ok(())
+    }
+
     /// Asks for SIGTERM, then up to 5 s, before SIGKILL when dropped.
     pub(crate) fn graceful(mut self) -> Started {
         self.graceful = true;

@@ -75,6 +75,11 @@ pub struct Load {
     /// Size of the customer population (activity is skewed: few very active, most rare).
     #[arg(long, default_value_t = 10_000)]
     customers: u64,
+    /// Timestamps spread evenly over this much of the past (`23h`), oldest first, instead of
+    /// the send time: fills customers' windows with history (keep it within the service's
+    /// `--max-lateness`).
+    #[arg(long, value_name = "DURATION")]
+    backdate: Option<String>,
     /// Share of transactions that start a planted attack (burst, takeover, risky merchant).
     #[arg(long, default_value_t = 0.02)]
     fraud_ratio: f64,
@@ -147,6 +152,7 @@ impl Load {
             api_key: None,
             seed: 1,
             customers: 1_000_000,
+            backdate: None,
             fraud_ratio: 0.02,
             duplicate_ratio: 0.01,
             timeout_ms: 2000,
@@ -157,6 +163,18 @@ impl Load {
             quiet: true,
             expect_score: true,
         }
+    }
+
+    /// The same load over `customers` customers.
+    pub fn customers(mut self, customers: u64) -> Load {
+        self.customers = customers;
+        self
+    }
+
+    /// The same load with timestamps spread over the past `span` (see `--backdate`).
+    pub fn backdated(mut self, span: &str) -> Load {
+        self.backdate = Some(span.to_owned());
+        self
     }
 
     /// The same load against a server that answers 200 with any JSON body, not a score (the
@@ -322,6 +340,11 @@ impl Load {
         }
         let progress = Progress::start(self.quiet, schedule.total(), window.clone());
 
+        let backdate = match &self.backdate {
+            Some(span) => parse_duration(span).context("--backdate")?,
+            None => Duration::ZERO,
+        };
+        let total = schedule.total().max(1) as f64;
         let start = Instant::now();
         let wall_start = OffsetDateTime::now_utc();
         let (mut sent, mut late, mut max_lag) = (0u64, 0u64, Duration::ZERO);
@@ -349,7 +372,7 @@ impl Load {
             let lag = Instant::now().saturating_duration_since(due);
             max_lag = max_lag.max(lag);
             late += u64::from(lag > LATE_AFTER);
-            let timestamp = (wall_start + offset)
+            let timestamp = event_time(wall_start, offset, backdate, n as f64 / total)
                 .format(&Rfc3339)
                 .context("formatting a timestamp")?;
             let (body, kind) = traffic.next(&timestamp);
@@ -496,6 +519,22 @@ impl Progress {
     }
 }
 
+/// A request's event time: when it is sent (`offset` after `start`), or, backdated over `span`,
+/// `1 - progress` of the span before the start (progress: the share of the requests sent), so
+/// the history runs from the oldest to the newest.
+fn event_time(
+    start: OffsetDateTime,
+    offset: Duration,
+    span: Duration,
+    progress: f64,
+) -> OffsetDateTime {
+    if span.is_zero() {
+        start + offset
+    } else {
+        start - span.mul_f64((1.0 - progress).clamp(0.0, 1.0))
+    }
+}
+
 /// reqwest is built without a TLS crypto provider (see `antifraud_model::install_crypto_provider`
 /// for why): installs ring, as the process's provider, before any client is built. Idempotent.
 pub fn install_crypto_provider() {
@@ -512,6 +551,23 @@ fn open_files_limit() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backdated_history_runs_from_the_span_before_the_start_to_the_start() {
+        let start = time::macros::datetime!(2026-12-01 12:00 UTC);
+        let day = Duration::from_secs(23 * 3600);
+        let at =
+            |offset, span, progress| event_time(start, Duration::from_secs(offset), span, progress);
+        assert_eq!(
+            at(5, Duration::ZERO, 0.5),
+            start + Duration::from_secs(5),
+            "not backdated"
+        );
+        assert_eq!(at(5, day, 0.0), start - day, "the first is the oldest");
+        assert_eq!(at(5, day, 0.5), start - day / 2);
+        assert_eq!(at(5, day, 1.0), start, "the last is now");
+        assert!(at(0, day, 0.25) < at(0, day, 0.75), "oldest first");
+    }
 
     #[test]
     fn a_profile_expands_in_place_and_later_flags_win() {

@@ -7,6 +7,8 @@
 //! Data lives as long as the process: a restart forgets everything. Use the Redis store when
 //! history must survive restarts or be shared between instances.
 
+mod buckets;
+
 use std::collections::BTreeMap;
 use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::hash::BuildHasher;
@@ -16,10 +18,18 @@ use std::time::Instant;
 
 use antifraud_domain::{
     Assessment, CommitOutcome, CustomerId, Fingerprint, Mills, Reception, RecordOutcome,
-    StoreError, Transaction, TransactionId, TransactionStore, Window, WindowStats,
+    StoreError, Transaction, TransactionId, TransactionStore, Window, WindowStat, WindowStats,
 };
 use async_trait::async_trait;
 use time::OffsetDateTime;
+
+use crate::buckets::{Buckets, Tally};
+
+/// An event's key in a ledger: its timestamp, and its arrival among those of that timestamp.
+type EventKey = (OffsetDateTime, u64);
+
+/// Histories up to this many events are walked; longer ones are read from their buckets.
+const WALK_AT_MOST: usize = 64;
 
 /// More shards than cores by far, so contention between customers is rare.
 const SHARDS: usize = 64;
@@ -34,7 +44,9 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Ledger {
     /// Amounts by (timestamp, arrival sequence): ordered by event time, so a window is a range.
-    events: BTreeMap<(OffsetDateTime, u64), Mills>,
+    events: BTreeMap<EventKey, Mills>,
+    /// The same events counted by five-minute and hour bucket.
+    buckets: Buckets,
     /// Every retained transaction by id, for idempotency.
     transactions: HashMap<TransactionId, Recorded>,
     next_sequence: u64,
@@ -62,20 +74,59 @@ impl Ledger {
             .is_some_and(|(&(oldest, _), _)| oldest <= horizon);
         if expired {
             // Keys at or before the horizon go; `split_off` keeps everything after it.
-            self.events = self.events.split_off(&(horizon, u64::MAX));
+            let kept = self.events.split_off(&(horizon, u64::MAX));
+            for ((at, _), amount) in std::mem::replace(&mut self.events, kept) {
+                self.buckets.remove(at, amount);
+            }
             self.transactions.retain(|_, tx| tx.timestamp > horizon);
             self.horizon = Some(horizon);
         }
         horizon
     }
 
-    /// Statistics at `at` over the retained events.
+    /// Statistics at `at` over the retained events: a walk over them for a short history, the
+    /// buckets and the windows' edges for a long one.
     fn stats_at(&self, at: OffsetDateTime) -> WindowStats {
+        if self.events.len() <= WALK_AT_MOST {
+            return self.walk(at);
+        }
+        WindowStats::from_windows(Window::ALL.map(|window| self.window(at - window.duration(), at)))
+    }
+
+    /// [`Self::stats_at`] by walking every event of the last 24 hours.
+    fn walk(&self, at: OffsetDateTime) -> WindowStats {
         let range = (
             Bound::Excluded((at - Window::Hours24.duration(), u64::MAX)),
             Bound::Included((at, u64::MAX)),
         );
         WindowStats::aggregate(at, self.events.range(range).map(|(&(t, _), &a)| (t, a)))
+    }
+
+    /// The events in `(lo, hi]`: those of the whole buckets inside, and the exact events at
+    /// the two edges.
+    fn window(&self, lo: OffsetDateTime, hi: OffsetDateTime) -> WindowStat {
+        let mut tally = Tally::default();
+        let mut events = |range: (Bound<EventKey>, Bound<EventKey>)| {
+            for (_, &amount) in self.events.range(range) {
+                tally.add(Tally::from(amount));
+            }
+        };
+        let after_lo = Bound::Excluded((lo, u64::MAX));
+        let through_hi = Bound::Included((hi, u64::MAX));
+        match Buckets::inside(lo, hi) {
+            None => events((after_lo, through_hi)),
+            Some((first, last, start, end)) => {
+                // Sequences start at 0: `(start, 0)` is the first key at `start`.
+                events((after_lo, Bound::Excluded((start, 0))));
+                // `end` may be one nanosecond past `hi`: then no event lies after the buckets
+                // (and a range that starts after it ends would panic).
+                if end <= hi {
+                    events((Bound::Included((end, 0)), through_hi));
+                }
+                tally.add(self.buckets.sum(first, last));
+            }
+        }
+        tally.stat()
     }
 
     fn is_empty(&self) -> bool {
@@ -168,6 +219,7 @@ impl TransactionStore for MemoryStore {
                     assessment: None,
                 });
                 ledger.events.insert((at, ledger.next_sequence), tx.mills());
+                ledger.buckets.add(at, tx.mills());
                 ledger.next_sequence += 1;
             }
         }
@@ -207,6 +259,54 @@ mod tests {
     use antifraud_store_conformance::{received, transaction};
     use time::Duration;
     use time::macros::datetime;
+
+    /// The buckets must give exactly what walking the events gives: events in clusters at
+    /// five-minute and hour edges (a nanosecond either side), amounts of any size, statistics
+    /// taken at edges too, and prunes that take events out of the buckets.
+    #[test]
+    fn bucketed_statistics_equal_the_walk_over_every_event() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let base = datetime!(2026-11-25 00:00 UTC);
+        let instant = |next: &mut dyn FnMut(u64) -> u64| {
+            let edge = Duration::minutes(5 * next(12 * 30) as i64);
+            let jitter = match next(4) {
+                0 => Duration::ZERO,
+                1 => Duration::nanoseconds(1),
+                2 => -Duration::nanoseconds(1),
+                _ => {
+                    Duration::seconds(next(300) as i64)
+                        + Duration::microseconds(next(1_000_000) as i64)
+                }
+            };
+            base + edge + jitter
+        };
+        for round in 0..20 {
+            let mut ledger = Ledger::default();
+            for i in 0..(WALK_AT_MOST as u64 + 1 + next(600)) {
+                let at = instant(&mut next);
+                let amount = Mills(next(10_000_000) * if i % 50 == 0 { 1_000_000 } else { 1 });
+                ledger.events.insert((at, i), amount);
+                ledger.buckets.add(at, amount);
+            }
+            if round % 3 == 0 {
+                ledger.prune(instant(&mut next) - Duration::hours(6));
+            }
+            for _ in 0..50 {
+                let at = instant(&mut next);
+                assert_eq!(
+                    ledger.stats_at(at),
+                    ledger.walk(at),
+                    "round {round}, at {at}"
+                );
+            }
+        }
+    }
 
     #[tokio::test]
     async fn sweeping_deletes_idle_customers_once_their_history_expires() {
