@@ -28,7 +28,8 @@ use crate::buckets::{Buckets, Tally};
 /// An event's key in a ledger: its timestamp, and its arrival among those of that timestamp.
 type EventKey = (OffsetDateTime, u64);
 
-/// Histories up to this many events are walked; longer ones are read from their buckets.
+/// Histories up to this many events are walked; longer ones are read from their buckets (see
+/// [`Ledger::buckets`]).
 const WALK_AT_MOST: usize = 64;
 
 /// More shards than cores by far, so contention between customers is rare.
@@ -45,8 +46,10 @@ pub struct MemoryStore {
 struct Ledger {
     /// Amounts by (timestamp, arrival sequence): ordered by event time, so a window is a range.
     events: BTreeMap<EventKey, Mills>,
-    /// The same events counted by five-minute and hour bucket.
-    buckets: Buckets,
+    /// The same events counted by five-minute and hour bucket, kept once the history has grown
+    /// past [`WALK_AT_MOST`] events: most customers never have them (three maps per customer
+    /// would cost the embedded store a quarter more memory, measured).
+    buckets: Option<Buckets>,
     /// Every retained transaction by id, for idempotency.
     transactions: HashMap<TransactionId, Recorded>,
     next_sequence: u64,
@@ -75,8 +78,11 @@ impl Ledger {
         if expired {
             // Keys at or before the horizon go; `split_off` keeps everything after it.
             let kept = self.events.split_off(&(horizon, u64::MAX));
-            for ((at, _), amount) in std::mem::replace(&mut self.events, kept) {
-                self.buckets.remove(at, amount);
+            let expired = std::mem::replace(&mut self.events, kept);
+            if let Some(buckets) = &mut self.buckets {
+                for ((at, _), amount) in expired {
+                    buckets.remove(at, amount);
+                }
             }
             self.transactions.retain(|_, tx| tx.timestamp > horizon);
             self.horizon = Some(horizon);
@@ -87,10 +93,30 @@ impl Ledger {
     /// Statistics at `at` over the retained events: a walk over them for a short history, the
     /// buckets and the windows' edges for a long one.
     fn stats_at(&self, at: OffsetDateTime) -> WindowStats {
-        if self.events.len() <= WALK_AT_MOST {
-            return self.walk(at);
+        match &self.buckets {
+            None => self.walk(at),
+            Some(buckets) => WindowStats::from_windows(
+                Window::ALL.map(|window| self.window(buckets, at - window.duration(), at)),
+            ),
         }
-        WindowStats::from_windows(Window::ALL.map(|window| self.window(at - window.duration(), at)))
+    }
+
+    /// Adds an event, to the buckets too once they are kept (built from every event the first
+    /// time the history grows past [`WALK_AT_MOST`]).
+    fn insert(&mut self, at: OffsetDateTime, amount: Mills) {
+        self.events.insert((at, self.next_sequence), amount);
+        self.next_sequence += 1;
+        match &mut self.buckets {
+            Some(buckets) => buckets.add(at, amount),
+            None if self.events.len() > WALK_AT_MOST => {
+                let mut buckets = Buckets::default();
+                for (&(at, _), &amount) in &self.events {
+                    buckets.add(at, amount);
+                }
+                self.buckets = Some(buckets);
+            }
+            None => {}
+        }
     }
 
     /// [`Self::stats_at`] by walking every event of the last 24 hours.
@@ -104,7 +130,7 @@ impl Ledger {
 
     /// The events in `(lo, hi]`: those of the whole buckets inside, and the exact events at
     /// the two edges.
-    fn window(&self, lo: OffsetDateTime, hi: OffsetDateTime) -> WindowStat {
+    fn window(&self, buckets: &Buckets, lo: OffsetDateTime, hi: OffsetDateTime) -> WindowStat {
         let mut tally = Tally::default();
         let mut events = |range: (Bound<EventKey>, Bound<EventKey>)| {
             for (_, &amount) in self.events.range(range) {
@@ -123,7 +149,7 @@ impl Ledger {
                 if end <= hi {
                     events((Bound::Included((end, 0)), through_hi));
                 }
-                tally.add(self.buckets.sum(first, last));
+                tally.add(buckets.sum(first, last));
             }
         }
         tally.stat()
@@ -218,9 +244,7 @@ impl TransactionStore for MemoryStore {
                     timestamp: at,
                     assessment: None,
                 });
-                ledger.events.insert((at, ledger.next_sequence), tx.mills());
-                ledger.buckets.add(at, tx.mills());
-                ledger.next_sequence += 1;
+                ledger.insert(at, tx.mills());
             }
         }
         Ok(RecordOutcome::Recorded(ledger.stats_at(at)))
@@ -291,9 +315,9 @@ mod tests {
             for i in 0..(WALK_AT_MOST as u64 + 1 + next(600)) {
                 let at = instant(&mut next);
                 let amount = Mills(next(10_000_000) * if i % 50 == 0 { 1_000_000 } else { 1 });
-                ledger.events.insert((at, i), amount);
-                ledger.buckets.add(at, amount);
+                ledger.insert(at, amount);
             }
+            assert!(ledger.buckets.is_some(), "a long history has its buckets");
             if round % 3 == 0 {
                 ledger.prune(instant(&mut next) - Duration::hours(6));
             }
