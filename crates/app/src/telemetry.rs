@@ -140,8 +140,8 @@ pub(crate) async fn request_span(
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&RequestHeaders(request.headers()))
     });
-    // Fails only when no OpenTelemetry layer takes the span (text logs with a filter that lets
-    // spans through): then there is no trace to join.
+    // An enabled span always has an OpenTelemetry layer (the log layer takes no spans), so this
+    // cannot fail; were it to, the request would simply start a trace of its own.
     let _ = span.set_parent(parent);
     let response = span
         .in_scope(|| next.call(request))
