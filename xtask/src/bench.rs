@@ -221,7 +221,8 @@ impl Bench {
 
     fn measure(&self, system: System, running: &Running) -> anyhow::Result<Measured> {
         let url = running.url.as_str();
-        let step = |rate: f64, load: Load| -> anyhow::Result<Step> {
+        let step = |load: Load| -> anyhow::Result<Step> {
+            let rate = load.rate();
             let cpu = || {
                 (
                     tree_cpu_seconds(running.pid),
@@ -284,13 +285,13 @@ impl Bench {
         // run) that would spoil the next one: pause between steps, and climb, so that the first
         // miss ends the system's run.
         let rest = || pause(Duration::from_secs(2));
-        step(CPU_RATE, Load::constant(url, CPU_RATE, "3s"))?;
+        step(Load::constant(url, CPU_RATE, "3s"))?;
         rest();
-        let at_cpu_rate = step(CPU_RATE, Load::constant(url, CPU_RATE, &self.step))?;
+        let at_cpu_rate = step(Load::constant(url, CPU_RATE, &self.step))?;
         let mut climb = Vec::new();
         for rate in RATES {
             rest();
-            let measured = step(rate, Load::constant(url, rate, &self.step))?;
+            let measured = step(Load::constant(url, rate, &self.step))?;
             let done = !measured.meets(LOOSE_P99_MS);
             climb.push(measured);
             if done {
@@ -310,7 +311,7 @@ impl Bench {
                     .execute()?;
                 rest();
                 let load = Load::constant(url, CPU_RATE, &self.step).customers(BUSY_CUSTOMERS);
-                Some(step(CPU_RATE, load)?)
+                Some(step(load)?)
             }
             System::Echo | System::Python => None,
         };
@@ -337,7 +338,7 @@ impl Bench {
                     None => None,
                 };
                 let duration = format!("{seconds}s");
-                let step = step(PROFILE_RATE, Load::constant(url, PROFILE_RATE, &duration))?;
+                let step = step(Load::constant(url, PROFILE_RATE, &duration))?;
                 println!("bench: reading the profiles (DWARF stacks take a minute)");
                 Some(Profiled {
                     step,

@@ -165,6 +165,11 @@ impl Load {
         }
     }
 
+    /// The constant arrival rate, per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
     /// The same load over `customers` customers.
     pub fn customers(mut self, customers: u64) -> Load {
         self.customers = customers;
