@@ -78,6 +78,7 @@ const LANES: usize = 8;
 /// A compiled ensemble.
 #[derive(Debug, Clone)]
 pub(crate) struct TreeEnsemble {
+    /// The float nodes, walked when the ensemble has no compact form (empty when it has).
     packed: Vec<Packed>,
     /// Each packed node's weights, as a range of `weights` (empty for branches).
     leaf_weights: Vec<(u32, u32)>,
@@ -374,12 +375,19 @@ impl TreeEnsemble {
             .map(|n| n.mode);
         let first = modes.next();
         let uniform_mode = first.filter(|m| modes.all(|other| other == *m));
+        let compact = CompactForest::build(&nodes, &roots, uniform_mode, &weights);
+        // Rows walk one form: the float nodes are kept only for ensembles without the compact
+        // one (the shipped model's would be 750 KB never read).
+        let (packed, leaf_weights) = match compact {
+            Some(_) => (Vec::new(), Vec::new()),
+            None => (layout.packed, layout.leaf_weights),
+        };
         Ok(TreeEnsemble {
-            compact: CompactForest::build(&nodes, &roots, uniform_mode, &weights),
+            compact,
             binary_case: classifier && outputs == 2 && distinct.len() == 1,
             weights_all_positive: weights.iter().all(|w| w.1 >= 0.0),
-            packed: layout.packed,
-            leaf_weights: layout.leaf_weights,
+            packed,
+            leaf_weights,
             roots: layout.roots,
             group_depths: layout.group_depths,
             worst_case_steps: layout.worst_case_steps,
