@@ -1,10 +1,12 @@
-//! Record-and-aggregate against a local `redis-server`: latency (one request at a time) and
-//! throughput (64 in flight) with one connection and with a pool of four, for customers with
-//! 1, 100 and 5,000 transactions in their 24 h window.
+//! Record-and-aggregate against a local `redis-server`: latency (one request at a time), Redis's
+//! own time per script call (`INFO commandstats`, over the latency run) and throughput (64 in
+//! flight) with one connection and with a pool of four, for customers with 1, 100 and 5,000
+//! transactions in their 24 h window, and for the busiest when transactions arrive late.
 //!
 //! The window's population is held steady: a customer's history is spread evenly over 24 h, and
 //! each measured request comes one spacing later on the store's clock, so one transaction enters
-//! and one expires, as in steady traffic. Run with `cargo xtask bench-store`; prints Markdown.
+//! and one expires, as in steady traffic; a late one carries a timestamp up to `lateness` before
+//! that. Run with `cargo xtask bench-store`; prints Markdown.
 
 #![allow(clippy::print_stdout)]
 
@@ -55,11 +57,13 @@ impl Customer {
         }
     }
 
-    /// Records the customer's next transaction, one spacing after the previous one.
-    async fn record_next(&self, store: &RedisStore) -> StdDuration {
+    /// Records the customer's next transaction, one spacing after the previous one, with an
+    /// event time up to `lateness` earlier (spread by a hash of its number: reproducible).
+    async fn record_next(&self, store: &RedisStore, lateness: time::Duration) -> StdDuration {
         let k = self.next.fetch_add(1, Ordering::Relaxed);
         let now = self.start + self.spacing * k as f64;
-        let tx = transaction(&self.id, &format!("tx-{k}"), 42.0, now);
+        let spread = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 11) as f64 / (1u64 << 53) as f64;
+        let tx = transaction(&self.id, &format!("tx-{k}"), 42.0, now - lateness * spread);
         let fingerprint = Fingerprint::of(&tx);
         let started = Instant::now();
         store
@@ -74,13 +78,26 @@ fn us(histogram: &Histogram<u64>, quantile: f64) -> u64 {
     histogram.value_at_quantile(quantile)
 }
 
+/// Redis's own time per `EVALSHA` since the last `CONFIG RESETSTAT`, µs.
+fn script_us(server: &RedisServer) -> String {
+    let stats = server.command(&["INFO", "commandstats"]).expect("INFO");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|line| {
+            line.split(',')
+                .find_map(|field| field.strip_prefix("usec_per_call="))
+        })
+        .map_or_else(|| "?".to_owned(), |us| us.trim().to_owned())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let server = RedisServer::start();
     println!(
-        "| connections | transactions in window | p50 µs | p99 µs | p99.9 µs | throughput /s ({IN_FLIGHT} in flight) | p50 / p99 µs under load |"
+        "| connections | transactions in window | late by up to | p50 µs | p99 µs | p99.9 µs | Redis µs per call | throughput /s ({IN_FLIGHT} in flight) | p50 / p99 µs under load |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for pool_size in [1, 4] {
         let settings = RedisSettings {
             pool_size,
@@ -92,13 +109,22 @@ async fn main() {
             .wait_for_connect(StdDuration::from_secs(10))
             .await
             .expect("connected");
-        for history in [1, 100, 5_000] {
+        let in_order = time::Duration::ZERO;
+        for (history, lateness) in [
+            (1, in_order),
+            (100, in_order),
+            (5_000, in_order),
+            (5_000, time::Duration::seconds(10)),
+            (5_000, time::Duration::hours(3)),
+        ] {
             let customer = Customer::seed(&store, history).await;
             let mut latency = Histogram::<u64>::new(3).expect("histogram");
+            server.command(&["CONFIG", "RESETSTAT"]).expect("RESETSTAT");
             for _ in 0..LATENCY_SAMPLES {
-                let took = customer.record_next(&store).await;
+                let took = customer.record_next(&store, lateness).await;
                 latency.record(took.as_micros() as u64).expect("in range");
             }
+            let on_redis = script_us(&server);
 
             let mut customers = Vec::new();
             for _ in 0..LOAD_CUSTOMERS {
@@ -112,7 +138,7 @@ async fn main() {
                     tokio::spawn(async move {
                         let mut local = Histogram::<u64>::new(3).expect("histogram");
                         while started.elapsed() < THROUGHPUT_FOR {
-                            let took = customer.record_next(&store).await;
+                            let took = customer.record_next(&store, lateness).await;
                             local.record(took.as_micros() as u64).expect("in range");
                         }
                         local
@@ -127,7 +153,7 @@ async fn main() {
             }
             let throughput = loaded.len() as f64 / started.elapsed().as_secs_f64();
             println!(
-                "| {pool_size} | {history} | {} | {} | {} | {throughput:.0} | {} / {} |",
+                "| {pool_size} | {history} | {lateness} | {} | {} | {} | {on_redis} | {throughput:.0} | {} / {} |",
                 us(&latency, 0.5),
                 us(&latency, 0.99),
                 us(&latency, 0.999),

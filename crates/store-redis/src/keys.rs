@@ -7,16 +7,24 @@ use antifraud_domain::CustomerId;
 /// `af:{<hex of the customer id's UTF-8 bytes>}:<kind>`. Hex encoding keeps any id (braces,
 /// colons, spaces, unicode) from breaking the hash tag or colliding with another customer's keys,
 /// and the tag puts all of a customer's keys in one Redis Cluster slot, as its scripts require.
-/// Three keys, not more: each key a script touches costs it calls.
+/// Two keys in use, not more: each key a script touches costs it calls. Two more are what
+/// versions before the index kept: the scripts move what they find there into the two in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomerKeys {
-    /// Sorted set of events: member `amount|transaction id`, score the timestamp in µs.
+    /// Sorted set of events: member `amount|transaction id`, score the timestamp in µs. A new
+    /// name (`ev2`) for the layout with an index, so that an instance of an earlier version,
+    /// during a rolling upgrade, cannot add or remove an event behind the index's back.
     pub events: String,
-    /// Hash: `t:<id>` → `fingerprint|timestamp µs`, `a:<id>` → assessment (JSON).
+    /// Hash: `t:<id>` → `fingerprint|timestamp µs`, `a:<id>` → assessment (JSON), and the index
+    /// of running sums that makes every window two lookups: `r:<id>`, `p<hour>`, `b`, `n` (see
+    /// record.lua and docs/redis.md).
     pub transactions: String,
-    /// Hash: `f<n>` (five-minute bucket) and `h<n>` (hour bucket) since the epoch → `count hi lo`
-    /// (the sum in mills, `hi * 10^9 + lo`), and the marker `m` while they are kept.
-    pub buckets: String,
+    /// The sorted set of events of versions before the index (`ev`, same members): its events
+    /// move into `events` at the customer's next transaction.
+    pub legacy_events: String,
+    /// Hash of five-minute and hour buckets that versions before the index kept for busy
+    /// customers: deleted with `legacy_events`.
+    pub legacy_buckets: String,
 }
 
 impl CustomerKeys {
@@ -25,9 +33,10 @@ impl CustomerKeys {
         let tag = super::hex(customer.as_str().as_bytes());
         let key = |kind: &str| format!("af:{{{tag}}}:{kind}");
         CustomerKeys {
-            events: key("ev"),
+            events: key("ev2"),
             transactions: key("tx"),
-            buckets: key("bk"),
+            legacy_events: key("ev"),
+            legacy_buckets: key("bk"),
         }
     }
 
@@ -36,7 +45,8 @@ impl CustomerKeys {
         vec![
             self.events.clone(),
             self.transactions.clone(),
-            self.buckets.clone(),
+            self.legacy_events.clone(),
+            self.legacy_buckets.clone(),
         ]
     }
 
@@ -61,13 +71,13 @@ mod tests {
             let tag = &k.events
                 [k.events.find('{').expect("a tag") + 1..k.events.find('}').expect("a tag")];
             assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{}", k.events);
-            for kind in [&k.transactions, &k.buckets] {
+            for kind in [&k.transactions, &k.legacy_events, &k.legacy_buckets] {
                 assert!(kind.contains(&format!("{{{tag}}}")), "one tag for all keys");
             }
             for other in &keys[i + 1..] {
                 assert_ne!(k.events, other.events);
             }
         }
-        assert_eq!(keys[0].events, "af:{61}:ev");
+        assert_eq!(keys[0].events, "af:{61}:ev2");
     }
 }

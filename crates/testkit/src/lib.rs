@@ -116,6 +116,47 @@ impl RedisServer {
         Self::command_on(self.port, args)
     }
 
+    /// Sends one command whose reply is an array of bulk strings (`ZRANGE`, `HGETALL`, ...) and
+    /// returns them, read to the end however long; a nil element reads as `None`.
+    ///
+    /// # Panics
+    /// When the reply is not such an array: the test asked for the wrong command.
+    pub fn strings(&self, args: &[&str]) -> std::io::Result<Vec<Option<String>>> {
+        use std::io::BufRead;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes())?;
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        let mut header = |reader: &mut std::io::BufReader<TcpStream>, kind: char| {
+            line.clear();
+            reader.read_line(&mut line)?;
+            let length = line
+                .strip_prefix(kind)
+                .and_then(|n| n.trim_end().parse::<i64>().ok())
+                .unwrap_or_else(|| panic!("expected {kind}<length>, got {line:?}"));
+            Ok::<_, std::io::Error>(length)
+        };
+        let count = header(&mut reader, '*')?;
+        let mut strings = Vec::with_capacity(count.max(0) as usize);
+        for _ in 0..count {
+            let length = header(&mut reader, '$')?;
+            if length < 0 {
+                strings.push(None);
+                continue;
+            }
+            let mut bytes = vec![0; length as usize + 2];
+            reader.read_exact(&mut bytes)?;
+            bytes.truncate(length as usize);
+            strings.push(Some(String::from_utf8_lossy(&bytes).into_owned()));
+        }
+        Ok(strings)
+    }
+
     /// [`RedisServer::command`] by port, for use from another thread.
     pub fn command_on(port: u16, args: &[&str]) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;

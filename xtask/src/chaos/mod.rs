@@ -518,7 +518,7 @@ async fn probe_all(
     Ok(probes)
 }
 
-/// Each customer's events as Redis holds them (`af:{hex}:ev`, members `amount|transaction id`;
+/// Each customer's events as Redis holds them (`af:{hex}:ev2`, members `amount|transaction id`;
 /// see docs/redis.md), read with redis-cli.
 fn read_held(port: u16, customers: &[String]) -> anyhow::Result<Held> {
     let mut held = Held::new();
@@ -529,7 +529,7 @@ fn read_held(port: u16, customers: &[String]) -> anyhow::Result<Held> {
         });
         let output = Command::new("redis-cli")
             .args(["-p", &port.to_string(), "--raw", "ZRANGE"])
-            .arg(format!("af:{{{hex}}}:ev"))
+            .arg(format!("af:{{{hex}}}:ev2"))
             .args(["0", "-1"])
             .output()
             .context("redis-cli")?;

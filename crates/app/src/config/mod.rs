@@ -199,13 +199,13 @@ impl Settings {
         let store = match values.redis_url {
             None => StoreSettings::Embedded,
             Some(url) => StoreSettings::Redis(RedisSettings {
-                url,
                 pool_size: values.redis_pool_size as usize,
                 command_timeout: values.redis_timeout_ms,
                 password: match &values.redis_password_file {
                     None => None,
                     Some(path) => Some(read_secret(Setting(&SPECS.redis_password_file), path)?),
                 },
+                ..RedisSettings::new(url)
             }),
         };
         let policy = ScoringPolicy::new(

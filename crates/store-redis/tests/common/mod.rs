@@ -13,12 +13,17 @@ pub(crate) async fn connected(
     pool_size: usize,
     command_timeout: Duration,
 ) -> RedisStore {
-    let store = RedisStore::connect(&RedisSettings {
+    connected_with(RedisSettings {
         pool_size,
         command_timeout,
         ..RedisSettings::new(url)
     })
-    .expect("valid settings");
+    .await
+}
+
+/// A store with these settings, connected.
+pub(crate) async fn connected_with(settings: RedisSettings) -> RedisStore {
+    let store = RedisStore::connect(&settings).expect("valid settings");
     store
         .wait_for_connect(Duration::from_secs(10))
         .await
