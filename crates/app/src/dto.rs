@@ -2,7 +2,8 @@
 //! without touching the domain, and the domain knows nothing of JSON or OpenAPI.
 
 use antifraud_domain::{
-    Assessment, Degradation, MAX_ID_CHARS, MAX_TEXT_CHARS, Milliseconds, TransactionInput, Window,
+    Assessment, Degradation, MAX_ID_CHARS, MAX_TEXT_CHARS, Milliseconds, Reason, TransactionInput,
+    Window,
 };
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
@@ -281,7 +282,15 @@ impl From<TransactionRequest> for TransactionInput {
     "model_name": "fraud-gbdt",
     "model_version": "1",
     "model_status": "ok",
-    "degraded": false
+    "degraded": false,
+    "decision": "review",
+    "reasons": [{
+        "code": "amount_far_above_average",
+        "rule": "amount-vs-average",
+        "action": "review",
+        "detail": "amount 125.50 > 1.5 × avg_24h 70.50"
+    }],
+    "rules_version": "2026-11-25.1"
 }))]
 pub(crate) struct ScoreResponse {
     pub customer_id: String,
@@ -334,6 +343,46 @@ pub(crate) struct ScoreResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^(not_recorded|not_saved)$")]
     pub degraded_reason: Option<&'static str>,
+    /// What to do with the transaction: the most severe action among the active rules that
+    /// fired, `approve` when none did. Without a rule file: `decline` when `is_fraud`, else
+    /// `approve`. Absent only from answers saved by versions before decisions, which replay as
+    /// they were first sent (as do `reasons` and `rules_version`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^(approve|review|decline)$")]
+    pub decision: Option<&'static str>,
+    /// Every active rule that fired, in the rule file's order; empty when none did. Shadow rules
+    /// never appear.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<ReasonResponse>>,
+    /// The version label of the rule set that decided (`builtin-threshold-1` without a rule
+    /// file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<String>,
+}
+
+/// One active rule that fired.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReasonResponse {
+    /// The rule's reason code, stable across edits of the rule.
+    pub code: String,
+    /// The rule's id.
+    pub rule: String,
+    /// The action it asks for.
+    #[schema(pattern = "^(approve|review|decline)$")]
+    pub action: &'static str,
+    /// The values the rule saw, for a person to read.
+    pub detail: String,
+}
+
+impl From<Reason> for ReasonResponse {
+    fn from(r: Reason) -> Self {
+        ReasonResponse {
+            code: r.code,
+            rule: r.rule,
+            action: r.action.as_str(),
+            detail: r.detail,
+        }
+    }
 }
 
 impl From<Assessment> for ScoreResponse {
@@ -368,6 +417,11 @@ impl From<Assessment> for ScoreResponse {
             model_status: a.model_status.as_str().to_owned(),
             degraded: a.degraded.is_some(),
             degraded_reason: a.degraded.map(Degradation::as_str),
+            decision: a.decision.as_ref().map(|d| d.action.as_str()),
+            rules_version: a.decision.as_ref().map(|d| d.rules_version.clone()),
+            reasons: a
+                .decision
+                .map(|d| d.reasons.into_iter().map(ReasonResponse::from).collect()),
         }
     }
 }

@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     scoring_duration: Histogram,
     scores: Histogram,
     decisions: IntCounterVec,
+    actions: IntCounterVec,
     replays: IntCounter,
     conflicts: IntCounter,
     rejections: IntCounterVec,
@@ -159,6 +160,12 @@ impl Metrics {
                 "New transactions scored, by decision (fraud or legit).",
                 &["decision"],
             ),
+            actions: r.counters(
+                "antifraud_decision_actions_total",
+                "New transactions decided, by action (approve, review, decline) and the version \
+                 of the rule set that decided.",
+                &["action", "rules_version"],
+            ),
             replays: r.counter(
                 "antifraud_idempotent_replays_total",
                 "Retries answered with the saved assessment.",
@@ -239,6 +246,11 @@ impl Metrics {
                 self.scores.observe(a.score);
                 let decision = if a.is_fraud { "fraud" } else { "legit" };
                 self.decisions.with_label_values(&[decision]).inc();
+                if let Some(d) = &a.decision {
+                    self.actions
+                        .with_label_values(&[d.action.as_str(), &d.rules_version])
+                        .inc();
+                }
                 self.model_outcomes
                     .with_label_values(&[&a.model.name, &a.model.version, a.model_status.as_str()])
                     .inc();

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::decision::Decision;
 use crate::model::{ModelIdentity, ModelStatus};
 use crate::transaction::{CustomerId, TransactionId};
 use crate::window::WindowStats;
@@ -38,6 +39,10 @@ pub struct Assessment {
     /// When the decision was made, UTC.
     #[serde(with = "time::serde::rfc3339")]
     pub processed_at: OffsetDateTime,
+    /// What to do with the transaction and why, from the rule set in force. `None` only in
+    /// answers saved by versions before decisions, which replay as they were first sent.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
 }
 
 /// Why an answer is provisional: under the `degrade` policy, what the store could not do.

@@ -7,7 +7,9 @@
 //! - [`TransactionStore`]: records transactions and aggregates a customer's recent history,
 //!   one unit of work per scoring (see [`store`]);
 //! - [`FraudModel`]: turns [`Features`] into a fraud probability;
-//! - [`Clock`]: the current time and a timer, so the use case can enforce its model budget.
+//! - [`Clock`]: the current time and a timer, so the use case can enforce its model budget;
+//! - [`RuleSet`]: turns the score and everything known with it into a [`Decision`] (approve,
+//!   review, decline) with its reasons.
 //!
 //! [`ScoringService`] is the use case that ties them together.
 //!
@@ -37,6 +39,7 @@
 mod assessment;
 mod clock;
 mod currency;
+mod decision;
 mod features;
 mod model;
 mod race;
@@ -49,6 +52,10 @@ mod window;
 pub use assessment::{Assessment, Degradation, Milliseconds, ProcessingTime};
 pub use clock::Clock;
 pub use currency::Currency;
+pub use decision::{
+    Action, Decision, Evaluation, Facts, Mode, Reason, RuleEvaluation, RuleOutcome, RuleSet,
+    ThresholdRules,
+};
 pub use features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, Feature, Features};
 pub use model::{FraudModel, ModelError, ModelIdentity, ModelStatus, Prediction};
 pub use scoring::{

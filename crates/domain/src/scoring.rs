@@ -1,10 +1,13 @@
-//! The scoring use case: validate, record, ask the model within its budget, save the assessment.
+//! The scoring use case: validate, record, ask the model within its budget, decide, save the
+//! assessment.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::assessment::{Assessment, Degradation, ProcessingTime};
 use crate::clock::Clock;
+use crate::decision::{Facts, RuleEvaluation, RuleSet, ThresholdRules};
 use crate::features::Features;
 use crate::model::{FraudModel, ModelIdentity, ModelStatus, Prediction};
 use crate::race::{Bounded, bounded};
@@ -205,6 +208,9 @@ pub struct Scored {
     /// `true` when this is the assessment of an earlier request with the same transaction, sent
     /// back unchanged.
     pub replayed: bool,
+    /// How each rule went when this request decided (none for a replay), for metrics: shadow
+    /// rules and failed ones appear here and nowhere in the answer.
+    pub rules: Vec<RuleEvaluation>,
 }
 
 /// When a request's answer is due.
@@ -218,12 +224,15 @@ impl Deadline {
     }
 }
 
-/// The scoring use case, generic over its ports.
+/// The scoring use case, generic over its ports. The rule set is a trait object rather than a
+/// fourth parameter: the service swaps it at run time (a reload), and one virtual call per
+/// request is nothing beside evaluating it.
 pub struct ScoringService<S, M, C> {
     store: S,
     model: M,
     clock: C,
     policy: ScoringPolicy,
+    rules: Arc<dyn RuleSet>,
 }
 
 impl<S, M, C> ScoringService<S, M, C>
@@ -239,7 +248,18 @@ where
             model,
             clock,
             policy,
+            rules: Arc::new(ThresholdRules),
         }
+    }
+
+    /// Decides with `rules` instead of the built-in threshold rules.
+    pub fn with_rules(self, rules: Arc<dyn RuleSet>) -> Self {
+        ScoringService { rules, ..self }
+    }
+
+    /// The rule set in force.
+    pub fn rules(&self) -> &Arc<dyn RuleSet> {
+        &self.rules
     }
 
     /// The policy in force.
@@ -294,8 +314,9 @@ where
             Ok(RecordOutcome::Recorded(stats)) => (stats, true),
             Ok(RecordOutcome::Replayed(assessment)) => {
                 return Ok(Scored {
-                    assessment,
+                    assessment: *assessment,
                     replayed: true,
+                    rules: Vec::new(),
                 });
             }
             Ok(RecordOutcome::Conflict) => return Err(ScoreError::Conflict),
@@ -323,14 +344,28 @@ where
                 .remaining()
                 .saturating_sub(self.policy.deadline / 10),
         );
-        let (score, model_status, model) = self
-            .predict(&Features::new(&tx, &stats), model_budget)
-            .await;
+        let features = Features::new(&tx, &stats);
+        let (score, model_status, model) = self.predict(&features, model_budget).await;
+        let is_fraud = score >= self.policy.fraud_threshold;
+        let evaluation = tracing::info_span!("rules").in_scope(|| {
+            self.rules.evaluate(&Facts {
+                transaction: &tx,
+                stats: &stats,
+                features: &features,
+                score,
+                is_fraud,
+                threshold: self.policy.fraud_threshold,
+                model: &model,
+                model_status,
+                degraded: !recorded,
+            })
+        });
+        let rules = evaluation.rules;
         let mut assessment = Assessment {
             customer_id: tx.customer_id().clone(),
             transaction_id: tx.transaction_id().clone(),
             score,
-            is_fraud: score >= self.policy.fraud_threshold,
+            is_fraud,
             stats,
             model,
             model_status,
@@ -338,11 +373,13 @@ where
             // Up to the commit that saves it: the saved answer and the first one are the same.
             processing_time: ProcessingTime::since(started),
             processed_at: self.clock.now(),
+            decision: Some(evaluation.decision),
         };
         if !recorded {
             return Ok(Scored {
                 assessment,
                 replayed: false,
+                rules,
             });
         }
         match self
@@ -354,10 +391,13 @@ where
             Ok(CommitOutcome::Saved) => Ok(Scored {
                 assessment,
                 replayed: false,
+                rules,
             }),
+            // Another request's answer won: this one's rule evaluations decided nothing.
             Ok(CommitOutcome::AlreadySaved(first)) => Ok(Scored {
                 assessment: first,
                 replayed: true,
+                rules: Vec::new(),
             }),
             // Recorded and counted (or lost since), but a retry cannot replay this answer: say so.
             Err(StoreError::Unavailable(_) | StoreError::Lost) if degrade => {
@@ -365,6 +405,7 @@ where
                 Ok(Scored {
                     assessment,
                     replayed: false,
+                    rules,
                 })
             }
             Err(error) => Err(error.into()),

@@ -116,7 +116,7 @@ pub enum RecordOutcome {
     /// customer's statistics at its time. Score it and [`TransactionStore::commit`].
     Recorded(WindowStats),
     /// The same transaction was already assessed: answer with this, unchanged.
-    Replayed(Assessment),
+    Replayed(Box<Assessment>),
     /// The store does not hold this transaction and [`Reception::accept_new`] is `false`: it
     /// arrived too late to be recorded. Nothing was recorded.
     TooLate,

@@ -1,11 +1,13 @@
 //! The scoring use case against mockall doubles of its ports.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, Degradation, Features, FraudModel, MockClock, MockFraudModel,
-    MockTransactionStore, ModelError, ModelIdentity, ModelStatus, Prediction, Reception,
-    RecordOutcome, ScoreError, ScoringPolicy, ScoringService, StoreError, TransactionInput, Window,
+    Action, Assessment, CommitOutcome, Decision, Degradation, Evaluation, Facts, Features,
+    FraudModel, MockClock, MockFraudModel, MockTransactionStore, Mode, ModelError, ModelIdentity,
+    ModelStatus, Prediction, Reason, Reception, RecordOutcome, RuleEvaluation, RuleOutcome,
+    RuleSet, ScoreError, ScoringPolicy, ScoringService, StoreError, TransactionInput, Window,
     WindowStat, WindowStats,
 };
 use async_trait::async_trait;
@@ -186,7 +188,7 @@ fn the_processing_time_counts_from_the_start_of_the_request_in_whole_units() {
 }
 
 #[test]
-fn a_score_at_the_threshold_is_fraud_and_below_it_is_not() {
+fn a_score_at_the_threshold_is_fraud_and_declined_and_below_it_is_neither() {
     let threshold = ScoringPolicy::DEFAULT.fraud_threshold();
     for (score, fraud) in [(threshold, true), (threshold - 1e-9, false)] {
         let mut model = MockFraudModel::new();
@@ -197,6 +199,27 @@ fn a_score_at_the_threshold_is_fraud_and_below_it_is_not() {
         let scored = block_on(service(recording_store(), model).score(input(), Instant::now()))
             .expect("scored");
         assert_eq!(scored.assessment.is_fraud, fraud, "score {score}");
+        // Without a rule set of its own, the built-in one decides from the threshold.
+        let decision = scored.assessment.decision.expect("decided");
+        assert_eq!(
+            decision.rules_version,
+            antifraud_domain::ThresholdRules::VERSION
+        );
+        if fraud {
+            assert_eq!(decision.action, Action::Decline);
+            let reason = &decision.reasons[0];
+            assert_eq!(
+                (reason.code.as_str(), reason.action),
+                ("model_score", Action::Decline)
+            );
+            assert!(
+                reason.detail.contains(&format!("threshold {threshold:.4}")),
+                "{reason:?}"
+            );
+        } else {
+            assert_eq!(decision.action, Action::Approve);
+            assert!(decision.reasons.is_empty());
+        }
     }
 }
 
@@ -288,12 +311,14 @@ fn saved() -> Assessment {
         degraded: None,
         processing_time: antifraud_domain::ProcessingTime::of(Duration::from_micros(3_500)),
         processed_at: datetime!(2026-11-25 11:59:30 UTC),
+        // Saved before decisions existed: it replays without one.
+        decision: None,
     }
 }
 
 #[test]
 fn a_retry_of_an_assessed_transaction_replays_it_without_asking_the_model() {
-    let store = store_answering(|| Ok(RecordOutcome::Replayed(saved())), None);
+    let store = store_answering(|| Ok(RecordOutcome::Replayed(Box::new(saved()))), None);
     let mut model = MockFraudModel::new();
     model.expect_predict().never();
 
@@ -539,7 +564,7 @@ fn a_transaction_later_than_the_lateness_can_only_be_a_retry() {
     }
 
     // One it holds is a replay, however late.
-    let store = store_answering(|| Ok(RecordOutcome::Replayed(saved())), None);
+    let store = store_answering(|| Ok(RecordOutcome::Replayed(Box::new(saved()))), None);
     let scored = block_on(service(store, MockFraudModel::new()).score(late_by(25), Instant::now()))
         .expect("replayed");
     assert!(scored.replayed);
@@ -665,4 +690,142 @@ fn past_the_deadline_the_store_is_not_even_asked() {
         matches!(result, Err(ScoreError::Store(StoreError::Unavailable(_)))),
         "{result:?}"
     );
+}
+
+/// What a rule set saw of one transaction: score, is_fraud, model status, degraded, count 24 h.
+type Seen = (f64, bool, ModelStatus, bool, u64);
+
+/// What a rule set saw, and the decision it gives: review, with the facts in its detail.
+struct Recording {
+    seen: Mutex<Vec<Seen>>,
+}
+
+impl Recording {
+    fn new() -> Arc<Recording> {
+        Arc::new(Recording {
+            seen: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl RuleSet for Recording {
+    fn version(&self) -> &str {
+        "recording-7"
+    }
+
+    fn rules(&self) -> Vec<(Arc<str>, Mode)> {
+        vec![
+            ("velocity".into(), Mode::Active),
+            ("tryout".into(), Mode::Shadow),
+        ]
+    }
+
+    fn evaluate(&self, facts: &Facts<'_>) -> Evaluation {
+        let count = facts.stats.get(Window::Hours24).count;
+        self.seen.lock().expect("not poisoned").push((
+            facts.score,
+            facts.is_fraud,
+            facts.model_status,
+            facts.degraded,
+            count,
+        ));
+        let reason = Reason {
+            code: "VELOCITY".into(),
+            rule: "velocity".into(),
+            action: Action::Review,
+            detail: format!("count_24h {count} > 3"),
+        };
+        Evaluation {
+            decision: Decision::from_reasons(vec![reason], "recording-7"),
+            rules: vec![
+                RuleEvaluation {
+                    rule: "velocity".into(),
+                    mode: Mode::Active,
+                    outcome: RuleOutcome::Fired,
+                    error: None,
+                },
+                RuleEvaluation {
+                    rule: "tryout".into(),
+                    mode: Mode::Shadow,
+                    outcome: RuleOutcome::Fired,
+                    error: None,
+                },
+            ],
+        }
+    }
+}
+
+#[test]
+fn the_rule_set_decides_and_its_decision_is_saved_with_the_answer() {
+    let mut store = MockTransactionStore::new();
+    store
+        .expect_record()
+        .returning(|_, _, _| Ok(RecordOutcome::Recorded(stats())));
+    store
+        .expect_commit()
+        .withf(|_, a: &Assessment, _| {
+            a.decision.as_ref().is_some_and(|d| {
+                d.action == Action::Review
+                    && d.rules_version == "recording-7"
+                    && d.reasons[0].detail == "count_24h 4 > 3"
+            })
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(CommitOutcome::Saved));
+    let rules = Recording::new();
+    let service = service(store, model_answering(|| Ok(0.9))).with_rules(rules.clone());
+
+    let scored = block_on(service.score(input(), Instant::now())).expect("scored");
+
+    let decision = scored.assessment.decision.expect("decided");
+    assert_eq!(decision.action, Action::Review);
+    assert_eq!(decision.reasons.len(), 1, "the shadow rule acts on nothing");
+    // Both evaluations go to the caller, for its metrics.
+    assert_eq!(scored.rules.len(), 2);
+    assert_eq!(scored.rules[1].mode, Mode::Shadow);
+    let seen = rules.seen.lock().expect("not poisoned").clone();
+    assert_eq!(seen, vec![(0.9, true, ModelStatus::Ok, false, 4)]);
+}
+
+#[test]
+fn rules_see_the_model_that_failed_and_the_store_that_did() {
+    let rules = Recording::new();
+    let store = store_answering(|| Err(StoreError::Unavailable("timed out".into())), None);
+    let service = ScoringService::new(
+        store,
+        model_answering(|| Err(ModelError::Failed("down".into()))),
+        clock(),
+        degrading(),
+    )
+    .with_rules(rules.clone());
+
+    let scored = block_on(service.score(input(), Instant::now())).expect("scored");
+
+    let default = ScoringPolicy::DEFAULT.default_score();
+    let seen = rules.seen.lock().expect("not poisoned").clone();
+    assert_eq!(seen, vec![(default, false, ModelStatus::Error, true, 1)]);
+    assert_eq!(
+        scored.assessment.decision.map(|d| d.action),
+        Some(Action::Review),
+        "a degraded answer is decided too"
+    );
+}
+
+#[test]
+fn a_replay_carries_the_saved_answer_as_it_was_without_deciding_again() {
+    let store = store_answering(|| Ok(RecordOutcome::Replayed(Box::new(saved()))), None);
+    let mut model = MockFraudModel::new();
+    model.expect_predict().never();
+    let rules = Recording::new();
+    let service = service(store, model).with_rules(rules.clone());
+
+    let scored = block_on(service.score(input(), Instant::now())).expect("replayed");
+
+    assert_eq!(
+        scored.assessment,
+        saved(),
+        "an answer from before decisions has none"
+    );
+    assert!(scored.rules.is_empty());
+    assert!(rules.seen.lock().expect("not poisoned").is_empty());
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use antifraud_domain::{
-    Assessment, CommitOutcome, Fingerprint, ModelIdentity, ModelStatus, ProcessingTime, Reception,
-    RecordOutcome, StoreError, Sum, Transaction, TransactionInput, TransactionStore, Window,
-    WindowStats,
+    Action, Assessment, CommitOutcome, Decision, Fingerprint, ModelIdentity, ModelStatus,
+    ProcessingTime, Reason, Reception, RecordOutcome, StoreError, Sum, Transaction,
+    TransactionInput, TransactionStore, Window, WindowStats,
 };
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
@@ -131,6 +131,20 @@ pub fn assessment(tx: &Transaction, stats: WindowStats, score: f64) -> Assessmen
         degraded: None,
         processing_time: ProcessingTime::of(std::time::Duration::from_micros(1_250)),
         processed_at: tx.timestamp(),
+        // A decision with a reason, so that a replay shows the store keeps it whole.
+        decision: Some(Decision::from_reasons(
+            vec![Reason {
+                code: "conformance_high_score".into(),
+                rule: "conformance.high_score".into(),
+                action: if score >= 0.7 {
+                    Action::Decline
+                } else {
+                    Action::Review
+                },
+                detail: format!("score {score} ≥ 0.5 — ünïcode and \"quotes\" survive"),
+            }],
+            "conformance-1",
+        )),
     }
 }
 
@@ -310,7 +324,7 @@ pub async fn retry_after_commit_replays_the_saved_assessment(store: Arc<impl Tra
     for _ in 0..3 {
         assert_eq!(
             record(&*store, &tx).await,
-            RecordOutcome::Replayed(saved.clone())
+            RecordOutcome::Replayed(Box::new(saved.clone()))
         );
     }
     let next = record_new(&*store, &transaction(&c, "next", 1.0, t0())).await;
@@ -338,7 +352,10 @@ pub async fn retry_before_commit_counts_once_and_first_commit_wins(
         store.commit(&tx, &loser, later()).await.expect("commit"),
         CommitOutcome::AlreadySaved(winner.clone())
     );
-    assert_eq!(record(&*store, &tx).await, RecordOutcome::Replayed(winner));
+    assert_eq!(
+        record(&*store, &tx).await,
+        RecordOutcome::Replayed(Box::new(winner))
+    );
 }
 
 /// Reusing ids for a different transaction is refused, before or after the commit, and the
@@ -484,7 +501,7 @@ pub async fn a_retry_too_late_to_be_new_replays_and_an_unknown_one_is_too_late(
 
     let later = t0() + Duration::hours(25);
     match record_at(&*store, &assessed, &late(later)).await {
-        RecordOutcome::Replayed(first) => assert_eq!(first, saved),
+        RecordOutcome::Replayed(first) => assert_eq!(*first, saved),
         other => panic!("expected a replay, got {other:?}"),
     }
     match record_at(&*store, &resumed, &late(later)).await {

@@ -271,7 +271,7 @@ impl TransactionStore for MemoryStore {
                     return Ok(RecordOutcome::Conflict);
                 }
                 if let Some(assessment) = &seen.assessment {
-                    return Ok(RecordOutcome::Replayed(Assessment::clone(assessment)));
+                    return Ok(RecordOutcome::Replayed(Box::clone(assessment)));
                 }
                 // Recorded before but never assessed: count it once, as it already is.
             }

@@ -401,7 +401,7 @@ impl TransactionStore for RedisStore {
             Some("conflict") => Ok(RecordOutcome::Conflict),
             Some("too_late") => Ok(RecordOutcome::TooLate),
             Some("expired") => Err(expired()),
-            Some("replayed") => Ok(RecordOutcome::Replayed(saved_assessment(&reply)?)),
+            Some("replayed") => Ok(RecordOutcome::Replayed(Box::new(saved_assessment(&reply)?))),
             Some("recorded") if reply.len() == 9 => {
                 let mut stats = [WindowStat::default(); 4];
                 for (i, stat) in stats.iter_mut().enumerate() {

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::admission;
-use crate::dto::{ScoreResponse, TextLimits, TransactionRequest};
+use crate::dto::{ReasonResponse, ScoreResponse, TextLimits, TransactionRequest};
 use crate::metrics::metrics_endpoint;
 use crate::problem::{ApiError, FieldProblem, Problem};
 pub(crate) use api_docs::{OpenApiJson, ServiceInfo, SwaggerUi};
@@ -26,7 +26,7 @@ pub(crate) use transactions::{Intake, Scoring, parse_body};
     ),
     paths(transactions::score_transaction, health::live, health::ready, health::health, api_docs::root),
     modifiers(&ApiKeyScheme, &TextLimits),
-    components(schemas(TransactionRequest, ScoreResponse, Problem, FieldProblem, health::Readiness, api_docs::ServiceInfo)),
+    components(schemas(TransactionRequest, ScoreResponse, ReasonResponse, Problem, FieldProblem, health::Readiness, api_docs::ServiceInfo)),
     tags(
         (name = "scoring", description = "Transaction scoring"),
         (name = "health", description = "Liveness and readiness probes"),

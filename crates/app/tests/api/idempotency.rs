@@ -143,8 +143,9 @@ async fn an_answer_saved_by_an_earlier_version_replays_as_it_was_sent() {
     let us = first["processing_time_us"].as_u64().expect("microseconds");
     assert_eq!(ms, us.div_ceil(1_000), "rounded up from the precise figure");
 
+    assert_eq!(first["decision"], "approve", "{first}");
     // Rewrite the saved answer as earlier versions wrote it: a fractional millisecond figure,
-    // no microseconds.
+    // no microseconds, no decision.
     let redis = app.redis.as_ref().expect("a Redis of its own");
     let customer = antifraud_domain::CustomerId::parse("upgraded").expect("valid");
     let key = antifraud_store_redis::CustomerKeys::new(&customer).transactions;
@@ -153,6 +154,9 @@ async fn an_answer_saved_by_an_earlier_version_replays_as_it_was_sent() {
         serde_json::from_str(reply.lines().nth(1).expect("a bulk string")).expect("saved JSON");
     let fields = saved.as_object_mut().expect("an object");
     assert!(fields.remove("processing_time_us").is_some(), "{saved}");
+    for field in ["decision", "reasons", "rules_version"] {
+        assert!(fields.remove(field).is_some(), "{field} saved: {saved}");
+    }
     saved["processing_time_ms"] = serde_json::json!(0.137);
     let legacy = saved.to_string();
     redis
@@ -164,7 +168,9 @@ async fn an_answer_saved_by_an_earlier_version_replays_as_it_was_sent() {
     let text = replay.text().await.expect("a body");
     assert!(text.contains(r#""processing_time_ms":0.137"#), "{text}");
     let body: Value = serde_json::from_str(&text).expect("JSON");
-    assert!(body.get("processing_time_us").is_none(), "{body}");
+    for field in ["processing_time_us", "decision", "reasons", "rules_version"] {
+        assert!(body.get(field).is_none(), "{field}: {body}");
+    }
     assert_eq!(body["scoring"], first["scoring"]);
     assert_eq!(body["processed_at"], first["processed_at"]);
 }

@@ -60,6 +60,11 @@ async fn scoring_traffic_shows_in_the_metrics() {
         ("antifraud_score_count".into(), 1.0),
         ("antifraud_decisions_total{decision=\"legit\"}".into(), 1.0),
         (
+            "antifraud_decision_actions_total{action=\"approve\",rules_version=\"builtin-threshold-1\"}"
+                .into(),
+            1.0,
+        ),
+        (
             "antifraud_validation_rejections_total{field=\"currency\",reason=\"unknown_currency\"}"
                 .into(),
             1.0,

@@ -60,6 +60,25 @@ async fn the_document_describes_the_scoring_endpoint_with_examples() {
         );
     }
     assert!(response["example"]["scoring"].is_number());
+    // Decisions are additive: described and exemplified, not required (answers saved before
+    // them replay without).
+    for field in ["decision", "reasons", "rules_version"] {
+        assert!(response["properties"].get(field).is_some(), "{field}");
+        assert!(
+            response["example"].get(field).is_some(),
+            "{field} in the example"
+        );
+        assert!(
+            !response["required"]
+                .as_array()
+                .expect("required")
+                .iter()
+                .any(|f| f == field),
+            "{field} is optional"
+        );
+    }
+    assert_eq!(response["example"]["reasons"][0]["action"], "review");
+    assert!(schemas.get("ReasonResponse").is_some());
     let unavailable = post["responses"]["503"]["description"]
         .as_str()
         .expect("a description");

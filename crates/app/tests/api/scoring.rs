@@ -118,7 +118,7 @@ async fn statistics_cover_each_window_on_event_time() {
 }
 
 #[tokio::test]
-async fn the_fraud_threshold_is_configurable() {
+async fn the_fraud_threshold_is_configurable_and_decides_without_a_rule_file() {
     for (threshold, expected) in [("0", true), ("1", false)] {
         let app = spawn_app_with(Inputs {
             fraud_threshold: Some(threshold.into()),
@@ -129,6 +129,30 @@ async fn the_fraud_threshold_is_configurable() {
             .score_ok(&transaction("dave", "tx", 10.0, Duration::ZERO))
             .await;
         assert_eq!(body["is_fraud"], expected, "threshold {threshold}: {body}");
+        // Without a rule file, the decision follows: decline what is fraud, with its reason.
+        let (decision, codes) = if expected {
+            ("decline", vec!["model_score"])
+        } else {
+            ("approve", vec![])
+        };
+        assert_eq!(body["decision"], decision, "threshold {threshold}: {body}");
+        assert_eq!(body["rules_version"], "builtin-threshold-1");
+        let reasons = body["reasons"].as_array().expect("a list, empty or not");
+        let got: Vec<_> = reasons.iter().map(|r| r["code"].as_str()).collect();
+        assert_eq!(
+            got,
+            codes.into_iter().map(Some).collect::<Vec<_>>(),
+            "{body}"
+        );
+        for reason in reasons {
+            assert_eq!(reason["action"], "decline");
+            assert_eq!(reason["rule"], "builtin.score_threshold");
+            assert!(
+                reason["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("threshold"))
+            );
+        }
     }
 }
 
