@@ -315,7 +315,12 @@ local function reader(list, extra)
   end
   local required = #fields
   for _, field in ipairs(extra or {}) do fields[#fields + 1] = field end
-  local values = #fields > 0 and redis.call('HMGET', transactions, unpack(fields)) or {}
+  -- In slices, as everywhere: a late event ahead of a crowded bucket moves all its entries.
+  local values = {}
+  for i = 1, #fields, 1000 do
+    local slice = redis.call('HMGET', transactions, unpack(fields, i, math.min(i + 999, #fields)))
+    for j = 1, #slice do values[i + j - 1] = slice[j] end
+  end
   local by_field = {}
   for i = 1, #fields do
     if not values[i] and i <= required then return nil end

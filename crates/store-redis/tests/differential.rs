@@ -383,3 +383,33 @@ async fn events_an_earlier_version_wrote_move_into_the_index_and_count_once() {
     assert_index_holds(&server, &keys, 0, context);
     drop(server);
 }
+
+/// A customer with more events in one five-minute bucket than Lua can pass to one command, and a
+/// late event ahead of them all: it moves every one of their entries, and still answers exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_ahead_of_a_crowded_bucket_moves_every_entry() {
+    let server = RedisServer::start();
+    let redis = common::connected(server.url(), 4, StdDuration::from_secs(5)).await;
+    let memory = MemoryStore::new();
+    let customer = unique_customer("crowded");
+    let keys = antifraud_store_redis::CustomerKeys::new(
+        &antifraud_domain::CustomerId::parse(customer.clone()).expect("valid id"),
+    );
+    let now = datetime!(2026-11-25 12:00 UTC);
+    let bucket = now - Duration::minutes(5);
+    for i in 0..9_000 {
+        let at = bucket + Duration::milliseconds(1 + i / 40);
+        let tx = transaction(&customer, &format!("tx-{i}"), 1.5, at);
+        record(&redis, &tx, now).await;
+        record(&memory, &tx, now).await;
+    }
+    let tx = transaction(&customer, "late", 2.25, bucket);
+    let context = "late, ahead of 9,000 in its bucket";
+    assert_same(
+        &record(&redis, &tx, now).await,
+        &record(&memory, &tx, now).await,
+        context,
+    );
+    assert_index_holds(&server, &keys, 0, context);
+    drop(server);
+}
