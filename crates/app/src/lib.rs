@@ -13,6 +13,7 @@ mod metrics;
 mod model;
 mod problem;
 mod routes;
+pub mod rules;
 mod startup;
 mod system_clock;
 pub mod telemetry;

@@ -1,4 +1,5 @@
-//! The `antifraud` binary: reads the configuration, sets up logging and runs the service.
+//! The `antifraud` binary: reads the configuration, sets up logging and runs the service; or,
+//! as `antifraud rules check FILE`, checks a rule file.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,30 @@ use antifraud_app::{Application, Settings, telemetry};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    // `antifraud rules check FILE`: checks a rule file and exits, for rule authors' CI.
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == "rules") {
+        return match args.as_slice() {
+            [_, check, file] if check == "check" => {
+                match antifraud_app::rules::check(std::path::Path::new(file)) {
+                    Ok(summary) => {
+                        use std::io::Write as _;
+                        // A closed stdout (`| head`) is no failure of the check.
+                        let _ = std::io::stdout().write_all(summary.as_bytes());
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => {
+                        eprintln!("antifraud rules check: {error}");
+                        ExitCode::from(1)
+                    }
+                }
+            }
+            _ => {
+                eprintln!("usage: antifraud rules check FILE");
+                ExitCode::from(2)
+            }
+        };
+    }
     // Before any HTTP client exists (OTLP exporter, remote model): see the function's docs.
     antifraud_model::install_crypto_provider();
     let settings = match Settings::load() {

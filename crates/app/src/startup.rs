@@ -8,7 +8,9 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, middleware, web};
-use antifraud_domain::{Clock, FraudModel, ScoringService, TransactionStore};
+use antifraud_domain::{
+    Clock, FraudModel, RuleSet, ScoringService, ThresholdRules, TransactionStore,
+};
 use antifraud_store_memory::MemoryStore;
 use antifraud_store_redis::{RedisSettings, RedisStore};
 use anyhow::Context;
@@ -97,11 +99,13 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         antifraud_model::install_crypto_provider();
         let metrics = Arc::new(Metrics::new());
+        // Rules first: a bad file stops start-up in one line, before the model logs its own.
+        let rules = load_rules(settings.rules.as_deref())?;
         let model = Arc::new(ReloadableModel::load(
             &settings.model,
             settings.policy.model_timeout(),
         )?);
-        let scoring_over = scoring_over(&settings, &model, &metrics);
+        let scoring_over = scoring_over(&settings, &model, &rules, &metrics);
         let store = open_store(&settings.store, &scoring_over).await?;
         let state = ApiState {
             store: store.workers.clone(),
@@ -221,18 +225,35 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-/// The use case's constructor: the model (timed), the clock and the policy are the same for
-/// every store; the store is timed too.
+/// The rule set the settings name: the file's, checked whole, or the built-in threshold rules.
+fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Arc<dyn RuleSet>> {
+    let Some(path) = path else {
+        return Ok(Arc::new(ThresholdRules));
+    };
+    let rules =
+        crate::rules::load(path).map_err(|e| anyhow::anyhow!("--rules (ANTIFRAUD_RULES): {e}"))?;
+    tracing::info!(
+        path = %path.display(),
+        version = rules.file().version,
+        rules = rules.file().rules.len(),
+        "rules loaded"
+    );
+    Ok(Arc::new(rules))
+}
+
+/// The use case's constructor: the model (timed), the rules, the clock and the policy are the
+/// same for every store; the store is timed too.
 fn scoring_over(
     settings: &Settings,
     model: &Arc<ReloadableModel>,
+    rules: &Arc<dyn RuleSet>,
     metrics: &Arc<Metrics>,
 ) -> ScoringOver {
     let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
         inner: model.clone(),
         metrics: Arc::clone(metrics),
     });
-    let (policy, metrics) = (settings.policy, Arc::clone(metrics));
+    let (policy, metrics, rules) = (settings.policy, Arc::clone(metrics), Arc::clone(rules));
     let clock = SystemClock::of(settings);
     let system = match settings.store {
         StoreSettings::Embedded => "memory",
@@ -245,6 +266,7 @@ fn scoring_over(
             metrics: Arc::clone(&metrics),
         });
         ScoringService::new(store, Arc::clone(&metered), clock, policy)
+            .with_rules(Arc::clone(&rules))
     })
 }
 

@@ -157,6 +157,8 @@ pub struct Settings {
     pub store: StoreSettings,
     /// Which model scores.
     pub model: ModelSettings,
+    /// The rule file that decides, when one is named.
+    pub rules: Option<PathBuf>,
     /// Model budget, default score and fraud threshold.
     pub policy: ScoringPolicy,
     /// How log lines are written.
@@ -238,6 +240,7 @@ impl Settings {
             listen: values.listen,
             store,
             model: values.model,
+            rules: values.rules,
             policy,
             log_format: values.log_format,
             otlp,

@@ -90,6 +90,15 @@ settings! {
         default: "shipped",
         parse: ModelSettings::parse,
     }
+    /// Rule file (TOML, conditions in CEL; see docs/rules.md) that decides approve / review /
+    /// decline; without one, the decision follows the fraud threshold. Checked whole at start-up.
+    rules: PathBuf {
+        flag: "rules",
+        env: "ANTIFRAUD_RULES",
+        value: "PATH",
+        unset: "",
+        parse: path,
+    }
     /// Longest time from a request's arrival to its answer, in milliseconds (1..=10000): the
     /// store's calls and the model get what remains of it, and past it the answer is 503 (or
     /// degraded).

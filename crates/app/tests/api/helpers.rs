@@ -323,3 +323,16 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the binary with `args`, which must stop its start-up: exit code 1 and one line on
+/// stderr, which is returned.
+pub(crate) fn start_up_failure(args: &[String]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_antifraud"))
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).expect("UTF-8");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}

@@ -51,14 +51,12 @@ fn a_model_file_that_cannot_serve_stops_start_up_with_one_line() {
         (dir.join("missing.onnx"), "cannot read"),
         (garbage, "not an ONNX model"),
     ] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_antifraud"))
-            .args(["--listen", "127.0.0.1:0", "--model"])
-            .arg(format!("onnx:{}", path.display()))
-            .output()
-            .expect("the binary runs");
-        assert_eq!(output.status.code(), Some(1));
-        let stderr = String::from_utf8(output.stderr).expect("UTF-8");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let stderr = crate::helpers::start_up_failure(&[
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--model".into(),
+            format!("onnx:{}", path.display()),
+        ]);
         assert!(
             stderr.contains("--model (ANTIFRAUD_MODEL)") && stderr.contains(reason),
             "{stderr}"
