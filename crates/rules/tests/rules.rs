@@ -226,3 +226,30 @@ fn the_files_shape_is_checked() {
         Err(RuleFileError::Syntax(_))
     ));
 }
+
+/// docs/rules.md's rule file and examples, together, load and decide as the page says.
+#[test]
+fn the_documented_rules_load_and_guard_their_optional_field() {
+    let page = include_str!("../../../docs/rules.md");
+    let blocks: Vec<&str> = page
+        .split("```toml\n")
+        .skip(1)
+        .map(|block| block.split("```").next().expect("a closed block"))
+        .collect();
+    assert_eq!(blocks.len(), 2, "the format and the examples");
+    let rules = CelRules::load(&blocks.concat()).expect("the documented rules load");
+    assert_eq!(rules.rules().len(), 5);
+    // Without a merchant risk score, the guarded rule passes instead of failing.
+    let tx = transaction(50.0, "400000", None);
+    let evaluation = decide(&rules, &tx, ModelStatus::Ok);
+    let guarded = evaluation
+        .rules
+        .iter()
+        .find(|r| &*r.rule == "risky-merchant")
+        .expect("documented");
+    assert_eq!(guarded.outcome, RuleOutcome::Passed, "{guarded:?}");
+    let risky = transaction(50.0, "400000", Some(0.9));
+    let decision = decide(&rules, &risky, ModelStatus::Ok).decision;
+    assert_eq!(decision.action, Action::Review);
+    assert_eq!(decision.reasons[0].code, "merchant_risk");
+}
