@@ -8,7 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
-use antifraud_domain::{ModelIdentity, ScoreError, Scored, ValidationError};
+use antifraud_domain::{ModelIdentity, RuleOutcome, ScoreError, Scored, ValidationError};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -31,6 +31,7 @@ pub(crate) struct Metrics {
     scores: Histogram,
     decisions: IntCounterVec,
     actions: IntCounterVec,
+    rule_evaluations: IntCounterVec,
     replays: IntCounter,
     conflicts: IntCounter,
     rejections: IntCounterVec,
@@ -166,6 +167,12 @@ impl Metrics {
                  of the rule set that decided.",
                 &["action", "rules_version"],
             ),
+            rule_evaluations: r.counters(
+                "antifraud_rule_evaluations_total",
+                "Rule evaluations of new transactions, by rule id, mode (active, shadow) and \
+                 outcome (fired, passed, failed). Rule ids are bounded by the rule file's limit.",
+                &["rule", "mode", "outcome"],
+            ),
             replays: r.counter(
                 "antifraud_idempotent_replays_total",
                 "Retries answered with the saved assessment.",
@@ -242,7 +249,21 @@ impl Metrics {
         self.scoring_duration.observe(elapsed.as_secs_f64());
         match result {
             Ok(scored) if scored.replayed => self.replays.inc(),
-            Ok(Scored { assessment: a, .. }) => {
+            Ok(Scored {
+                assessment: a,
+                rules,
+                ..
+            }) => {
+                for evaluation in rules {
+                    let outcome = match evaluation.outcome {
+                        RuleOutcome::Fired => "fired",
+                        RuleOutcome::Passed => "passed",
+                        RuleOutcome::Failed => "failed",
+                    };
+                    self.rule_evaluations
+                        .with_label_values(&[&*evaluation.rule, evaluation.mode.as_str(), outcome])
+                        .inc();
+                }
                 self.scores.observe(a.score);
                 let decision = if a.is_fraud { "fraud" } else { "legit" };
                 self.decisions.with_label_values(&[decision]).inc();

@@ -59,9 +59,8 @@ async fn a_rule_file_decides_and_its_shadow_rules_do_not() {
     assert_eq!(small["reasons"], serde_json::json!([]));
     assert_eq!(small["rules_version"], "test-rules-3");
 
-    let big = app
-        .score_ok(&transaction("rita", "tx-2", 500.0, Duration::ZERO))
-        .await;
+    let big_tx = transaction("rita", "tx-2", 500.0, Duration::ZERO);
+    let big = app.score_ok(&big_tx).await;
     assert_eq!(big["decision"], "review", "{big}");
     let reason = &big["reasons"][0];
     assert_eq!(reason["code"], "amount_over_limit");
@@ -69,6 +68,23 @@ async fn a_rule_file_decides_and_its_shadow_rules_do_not() {
     assert_eq!(reason["action"], "review");
     assert_eq!(reason["detail"], "tx.amount 500");
     assert_eq!(big["reasons"].as_array().map(Vec::len), Some(1));
+
+    // Every rule's outcome is counted, shadow ones included; a replay decides nothing anew.
+    // (Prometheus writes labels in name order.)
+    app.score_ok(&big_tx).await;
+    let metrics = app.get("/metrics").await.text().await.expect("text");
+    for (series, value) in [
+        (r#"mode="active",outcome="fired",rule="big-amount""#, 1),
+        (r#"mode="active",outcome="passed",rule="big-amount""#, 1),
+        (
+            r#"mode="active",outcome="passed",rule="watched-merchant""#,
+            2,
+        ),
+        (r#"mode="shadow",outcome="fired",rule="tryout""#, 2),
+    ] {
+        let line = format!("antifraud_rule_evaluations_total{{{series}}} {value}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     let _ = std::fs::remove_dir_all(path.parent().expect("a dir"));
 }
 
