@@ -139,6 +139,13 @@ fn assert_index_holds(
     }
 }
 
+/// The Redis keys of a test customer.
+fn keys_of(customer: &str) -> antifraud_store_redis::CustomerKeys {
+    antifraud_store_redis::CustomerKeys::new(
+        &antifraud_domain::CustomerId::parse(customer).expect("valid id"),
+    )
+}
+
 /// µs since the epoch, as the scripts score events.
 fn micros(at: OffsetDateTime) -> String {
     (at.unix_timestamp_nanos() / 1000).to_string()
@@ -213,9 +220,7 @@ async fn same_windows_as_the_memory_store(index_from: usize) {
 
     for round in 0..4 {
         let customer = unique_customer("differential");
-        let keys = antifraud_store_redis::CustomerKeys::new(
-            &antifraud_domain::CustomerId::parse(customer.clone()).expect("valid id"),
-        );
+        let keys = keys_of(&customer);
         let mut recorded = Vec::new();
         let mut now = t0;
         for i in 0..500 {
@@ -277,9 +282,7 @@ async fn events_an_earlier_version_wrote_move_into_the_index_and_count_once() {
     let redis = common::connected(server.url(), 2, StdDuration::from_secs(5)).await;
     let memory = MemoryStore::new();
     let customer = unique_customer("upgrade");
-    let keys = antifraud_store_redis::CustomerKeys::new(
-        &antifraud_domain::CustomerId::parse(customer.clone()).expect("valid id"),
-    );
+    let keys = keys_of(&customer);
     let now = datetime!(2026-11-25 12:00 UTC);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
 
@@ -392,9 +395,7 @@ async fn a_late_event_ahead_of_a_crowded_bucket_moves_every_entry() {
     let redis = common::connected(server.url(), 4, StdDuration::from_secs(5)).await;
     let memory = MemoryStore::new();
     let customer = unique_customer("crowded");
-    let keys = antifraud_store_redis::CustomerKeys::new(
-        &antifraud_domain::CustomerId::parse(customer.clone()).expect("valid id"),
-    );
+    let keys = keys_of(&customer);
     let now = datetime!(2026-11-25 12:00 UTC);
     let bucket = now - Duration::minutes(5);
     for i in 0..9_000 {
