@@ -80,6 +80,12 @@ fn live_check(dir: &Path) -> anyhow::Result<()> {
             &format!("127.0.0.1:{service_port}"),
             "--redis-url",
             &format!("redis://127.0.0.1:{redis_port}"),
+            // The example rules: the rules row of the dashboard has series to show.
+            "--rules",
+            &workspace_root()
+                .join("deploy/rules/rules.toml")
+                .display()
+                .to_string(),
         ]),
     )?;
     wait_for_port(service_port)?;

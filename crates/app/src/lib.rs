@@ -12,6 +12,7 @@ mod metered;
 mod metrics;
 mod model;
 mod problem;
+mod reload;
 mod routes;
 pub mod rules;
 mod startup;

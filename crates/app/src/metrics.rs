@@ -1,6 +1,7 @@
 //! Prometheus metrics: every series the service exports, defined in this one place, with
 //! bounded label values only (never a customer, transaction, IP or device id).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -8,7 +9,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
-use antifraud_domain::{ModelIdentity, RuleOutcome, ScoreError, Scored, ValidationError};
+use antifraud_domain::{
+    Mode, ModelIdentity, RuleOutcome, RuleSet, ScoreError, Scored, ValidationError,
+};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -32,6 +35,11 @@ pub(crate) struct Metrics {
     decisions: IntCounterVec,
     actions: IntCounterVec,
     rule_evaluations: IntCounterVec,
+    /// The rules whose evaluation series exist: a reload removes those of rules it dropped, so
+    /// the series stay bounded by the rule file's limit however often rules change.
+    rules_shown: Mutex<Vec<(Arc<str>, Mode)>>,
+    rules_info: IntGaugeVec,
+    reloads: IntCounterVec,
     replays: IntCounter,
     conflicts: IntCounter,
     rejections: IntCounterVec,
@@ -173,6 +181,23 @@ impl Metrics {
                  outcome (fired, passed, failed). Rule ids are bounded by the rule file's limit.",
                 &["rule", "mode", "outcome"],
             ),
+            rules_shown: Mutex::new(Vec::new()),
+            rules_info: r.register(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "antifraud_rules_info",
+                        "The rule set deciding now, by version label; the value is always 1.",
+                    ),
+                    &["version"],
+                )
+                .expect("a constant, valid gauge definition"),
+            ),
+            reloads: r.counters(
+                "antifraud_rules_reloads_total",
+                "SIGHUP reloads of the rules and the model, by result: ok (both swapped in), \
+                 refused (a file did not load; the previous rules and model keep serving).",
+                &["result"],
+            ),
             replays: r.counter(
                 "antifraud_idempotent_replays_total",
                 "Retries answered with the saved assessment.",
@@ -232,7 +257,44 @@ impl Metrics {
         for reason in Refusal::ALL {
             metrics.refusals.with_label_values(&[reason.as_str()]);
         }
+        for result in ["ok", "refused"] {
+            metrics.reloads.with_label_values(&[result]);
+        }
         metrics
+    }
+
+    /// Shows the rule set deciding now: its version, and each rule's evaluation series at zero
+    /// (so that an alert on failures has a series before the first one); the series of rules
+    /// it no longer has go.
+    pub(crate) fn rules_in_force(&self, rules: &dyn RuleSet) {
+        const OUTCOMES: [&str; 3] = ["fired", "passed", "failed"];
+        self.rules_info.reset();
+        self.rules_info
+            .with_label_values(&[&rules.version()])
+            .set(1);
+        let now = rules.rules();
+        let mut shown = self.rules_shown.lock().unwrap_or_else(|e| e.into_inner());
+        for (rule, mode) in shown.iter().filter(|shown| !now.contains(shown)) {
+            for outcome in OUTCOMES {
+                // Absent when never created: nothing to remove is no error.
+                let _ = self
+                    .rule_evaluations
+                    .remove_label_values(&[rule, mode.as_str(), outcome]);
+            }
+        }
+        for (rule, mode) in &now {
+            for outcome in OUTCOMES {
+                self.rule_evaluations
+                    .with_label_values(&[rule, mode.as_str(), outcome]);
+            }
+        }
+        *shown = now;
+    }
+
+    /// Counts a SIGHUP reload: swapped in, or refused.
+    pub(crate) fn reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "refused" };
+        self.reloads.with_label_values(&[result]).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,4 +1,5 @@
-//! The model the settings name, swappable at run time: `onnx:PATH` models reload on SIGHUP.
+//! The model the settings name, swappable at run time: `onnx:PATH` models reload on SIGHUP
+//! (`reload.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -50,16 +51,21 @@ impl ReloadableModel {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Reads the model file again and swaps it in. Keeps the current model when the new file
-    /// does not load. Models that are not files have nothing to reload.
-    pub(crate) fn reload(&self) -> anyhow::Result<Option<ModelIdentity>> {
+    /// Reads and checks the model file again, without serving it yet: `None` when the model is
+    /// not a file (nothing to reload).
+    pub(crate) fn read_again(&self) -> Option<anyhow::Result<OnnxModel>> {
         let ModelSettings::Onnx(path) = &self.source else {
-            return Ok(None);
+            return None;
         };
-        let model = load_file(path)?;
+        Some(load_file(path))
+    }
+
+    /// Serves `model` from the next call on; calls in flight finish with the one they started
+    /// with.
+    pub(crate) fn install(&self, model: OnnxModel) -> ModelIdentity {
         let identity = model.identity();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
-        Ok(Some(identity))
+        identity
     }
 }
 
@@ -81,34 +87,5 @@ impl FraudModel for ReloadableModel {
 
     async fn check(&self) -> Result<(), ModelError> {
         self.get().check().await
-    }
-}
-
-/// Reloads the model on every SIGHUP until the task is aborted.
-pub(crate) async fn reload_on_hangup(model: Arc<ReloadableModel>) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
-        tracing::warn!("cannot listen for SIGHUP: the model will not reload");
-        return;
-    };
-    while hangups.recv().await.is_some() {
-        let model = Arc::clone(&model);
-        // Reading and compiling a large model file must not hold an async worker.
-        let outcome = tokio::task::spawn_blocking(move || model.reload()).await;
-        match outcome {
-            Ok(Ok(Some(identity))) => tracing::info!(
-                model.name = %identity.name,
-                model.version = %identity.version,
-                "model reloaded"
-            ),
-            Ok(Ok(None)) => tracing::info!("SIGHUP: the model is not a file, nothing to reload"),
-            Ok(Err(error)) => tracing::error!(
-                error = format!("{error:#}"),
-                "model reload failed; the previous model keeps serving"
-            ),
-            Err(error) => {
-                tracing::error!(%error, "model reload panicked; the previous model keeps serving")
-            }
-        }
     }
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpServer, middleware, web};
-use antifraud_domain::{
-    Clock, FraudModel, RuleSet, ScoringService, ThresholdRules, TransactionStore,
-};
+use antifraud_domain::{Clock, FraudModel, RuleSet, ScoringService, TransactionStore};
 use antifraud_store_memory::MemoryStore;
 use antifraud_store_redis::{RedisSettings, RedisStore};
 use anyhow::Context;
@@ -21,8 +19,10 @@ use crate::config::{Settings, StoreSettings};
 use crate::limits::InFlightLimit;
 use crate::metered::{MeteredModel, MeteredStore};
 use crate::metrics::{Metrics, metrics_endpoint, track_http};
-use crate::model::{ReloadableModel, reload_on_hangup};
+use crate::model::ReloadableModel;
+use crate::reload::{Reloadable, reload_on_hangup};
 use crate::routes::{self, ApiDoc, Intake, OpenApiJson, Scoring, ServiceInfo, SwaggerUi};
+use crate::rules::ReloadableRules;
 use crate::system_clock::SystemClock;
 use crate::telemetry;
 
@@ -86,7 +86,8 @@ pub struct Application {
     metrics_server: Option<(SocketAddr, Server)>,
     memory: Option<Arc<MemoryStore>>,
     redis: Option<Arc<RedisStore>>,
-    model: Arc<ReloadableModel>,
+    /// What SIGHUP reloads.
+    reloadable: Reloadable,
     /// How long history is kept, and the clock it is kept by, for the embedded store's sweeper.
     retention: Duration,
     clock: SystemClock,
@@ -100,7 +101,8 @@ impl Application {
         antifraud_model::install_crypto_provider();
         let metrics = Arc::new(Metrics::new());
         // Rules first: a bad file stops start-up in one line, before the model logs its own.
-        let rules = load_rules(settings.rules.as_deref())?;
+        let rules = Arc::new(ReloadableRules::load(settings.rules.as_deref())?);
+        metrics.rules_in_force(&*rules.current());
         let model = Arc::new(ReloadableModel::load(
             &settings.model,
             settings.policy.model_timeout(),
@@ -132,7 +134,10 @@ impl Application {
         let (address, server) = api_server(&settings, state)?;
         let metrics_server = match settings.metrics_listen {
             None => None,
-            Some(listen) => Some(metrics_server(listen, web::Data::from(metrics))?),
+            Some(listen) => Some(metrics_server(
+                listen,
+                web::Data::from(Arc::clone(&metrics)),
+            )?),
         };
         announce(&settings, address, &model);
         Ok(Application {
@@ -141,7 +146,11 @@ impl Application {
             metrics_server,
             memory: store.memory,
             redis: store.redis,
-            model,
+            reloadable: Reloadable {
+                model,
+                rules,
+                metrics,
+            },
             retention: settings.policy.retention(),
             clock: SystemClock::of(&settings),
         })
@@ -188,7 +197,7 @@ impl Application {
                 }
             })
         });
-        let reloader = tokio::spawn(reload_on_hangup(self.model));
+        let reloader = tokio::spawn(reload_on_hangup(self.reloadable));
         let result = match self.metrics_server {
             None => self.server.await,
             Some((_, metrics_server)) => {
@@ -225,35 +234,20 @@ async fn stop_signal() -> &'static str {
     }
 }
 
-/// The rule set the settings name: the file's, checked whole, or the built-in threshold rules.
-fn load_rules(path: Option<&std::path::Path>) -> anyhow::Result<Arc<dyn RuleSet>> {
-    let Some(path) = path else {
-        return Ok(Arc::new(ThresholdRules));
-    };
-    let rules =
-        crate::rules::load(path).map_err(|e| anyhow::anyhow!("--rules (ANTIFRAUD_RULES): {e}"))?;
-    tracing::info!(
-        path = %path.display(),
-        version = rules.file().version,
-        rules = rules.file().rules.len(),
-        "rules loaded"
-    );
-    Ok(Arc::new(rules))
-}
-
 /// The use case's constructor: the model (timed), the rules, the clock and the policy are the
 /// same for every store; the store is timed too.
 fn scoring_over(
     settings: &Settings,
     model: &Arc<ReloadableModel>,
-    rules: &Arc<dyn RuleSet>,
+    rules: &Arc<ReloadableRules>,
     metrics: &Arc<Metrics>,
 ) -> ScoringOver {
     let metered: Arc<dyn FraudModel> = Arc::new(MeteredModel {
         inner: model.clone(),
         metrics: Arc::clone(metrics),
     });
-    let (policy, metrics, rules) = (settings.policy, Arc::clone(metrics), Arc::clone(rules));
+    let rules: Arc<dyn RuleSet> = Arc::clone(rules) as Arc<dyn RuleSet>;
+    let (policy, metrics) = (settings.policy, Arc::clone(metrics));
     let clock = SystemClock::of(settings);
     let system = match settings.store {
         StoreSettings::Embedded => "memory",

@@ -170,8 +170,9 @@ pub struct Evaluation {
 /// The rule port: turns the facts about one transaction into a decision. Implementations do no
 /// I/O and answer in microseconds; a rule that fails is skipped and reported, never an error.
 pub trait RuleSet: Send + Sync {
-    /// The version label the answers carry.
-    fn version(&self) -> &str;
+    /// The version label the answers carry. Owned: a set that swaps itself (a reload) cannot
+    /// lend it out.
+    fn version(&self) -> String;
 
     /// The rules' ids with their modes, in order: what metrics can show before any request.
     fn rules(&self) -> Vec<(Arc<str>, Mode)>;
@@ -192,8 +193,8 @@ impl ThresholdRules {
 }
 
 impl RuleSet for ThresholdRules {
-    fn version(&self) -> &str {
-        Self::VERSION
+    fn version(&self) -> String {
+        Self::VERSION.to_owned()
     }
 
     fn rules(&self) -> Vec<(Arc<str>, Mode)> {

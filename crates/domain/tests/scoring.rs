@@ -709,8 +709,8 @@ impl Recording {
 }
 
 impl RuleSet for Recording {
-    fn version(&self) -> &str {
-        "recording-7"
+    fn version(&self) -> String {
+        "recording-7".to_owned()
     }
 
     fn rules(&self) -> Vec<(Arc<str>, Mode)> {

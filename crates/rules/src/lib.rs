@@ -157,8 +157,8 @@ impl CelRules {
 }
 
 impl RuleSet for CelRules {
-    fn version(&self) -> &str {
-        &self.file.version
+    fn version(&self) -> String {
+        self.file.version.clone()
     }
 
     fn rules(&self) -> Vec<(Arc<str>, Mode)> {

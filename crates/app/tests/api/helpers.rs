@@ -179,6 +179,18 @@ pub(crate) fn transaction(customer: &str, id: &str, amount: f64, offset: Duratio
     })
 }
 
+/// The text body of a GET, such as a `/metrics` exposition.
+pub(crate) async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Reads a problem+json answer, checking its media type and status member.
 pub(crate) async fn problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);

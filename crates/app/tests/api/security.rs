@@ -9,7 +9,7 @@ use antifraud_app::config::Inputs;
 use serde_json::Value;
 
 use crate::fake_model::{Behaviour, FakeModelServer};
-use crate::helpers::{TestApp, count_24h, problem, sample, spawn_app_with, transaction};
+use crate::helpers::{TestApp, count_24h, get_text, problem, sample, spawn_app_with, transaction};
 
 const KEY_A: &str = "team-a-0123456789abcdef";
 const KEY_B: &str = "team-b-fedcba9876543210";
@@ -287,15 +287,7 @@ async fn metrics_can_move_to_a_listener_of_their_own() {
         200
     );
     let metrics_address = app.metrics_address.clone().expect("a metrics listener");
-    let text = app
-        .client
-        .get(format!("{metrics_address}/metrics"))
-        .send()
-        .await
-        .expect("answers")
-        .text()
-        .await
-        .expect("text");
+    let text = get_text(&app.client, &format!("{metrics_address}/metrics")).await;
     assert!(
         text.contains(r#"antifraud_http_requests_total{method="POST",route="/api/v1/transactions",status="200"} 1"#),
         "{text}"
