@@ -7,6 +7,7 @@
 //! - `cargo xtask bench`: the echo, the Python design and the service, side by side.
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
 //! - `cargo xtask bench-model`: feature extraction and in-process models, per row.
+//! - `cargo xtask bench-rules`: the example rule file (20 rules), per transaction.
 //! - `cargo xtask train`: trains the shipped model and writes the parity fixtures (`ml/`).
 //! - `cargo xtask observability-check`: promtool checks, then every dashboard query and alert
 //!   rule against a live Prometheus scraping a live service.
@@ -57,6 +58,8 @@ enum Task {
     BenchStore(BenchStore),
     /// Benchmark of feature extraction and every in-process model, per row (mean and tail).
     BenchModel(BenchModel),
+    /// Benchmark of the example rule file (20 rules) per transaction (mean and tail).
+    BenchRules(BenchRules),
     /// Trains the shipped model and writes the parity fixtures (ml/train.py in a pinned venv).
     Train(Train),
     /// promtool checks, then every dashboard query and alert rule against a live Prometheus.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Task::Bench(bench) => bench.run(),
         Task::BenchStore(bench) => bench.run(),
         Task::BenchModel(bench) => bench.run(),
+        Task::BenchRules(bench) => bench.run(),
         Task::Train(train) => train.run(),
         Task::ObservabilityCheck(check) => check.run(),
         Task::Compose(compose) => compose.run(),
@@ -301,6 +305,22 @@ impl BenchModel {
             "antifraud-model",
             "--bench",
             "inference",
+        ])
+    }
+}
+
+#[derive(clap::Args)]
+struct BenchRules {}
+
+impl BenchRules {
+    fn run(self) -> anyhow::Result<()> {
+        cargo(&[
+            "bench",
+            "--locked",
+            "-p",
+            "antifraud-rules",
+            "--bench",
+            "evaluate",
         ])
     }
 }

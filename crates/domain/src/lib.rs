@@ -17,23 +17,19 @@
 //! use antifraud_domain::{TransactionInput, Transaction};
 //! use time::macros::datetime;
 //!
+//! // Every field of the API, as received (here: a valid example with another amount).
 //! let input = TransactionInput {
-//!     customer_id: Some("cust-42".into()),
-//!     transaction_id: Some("tx-1".into()),
-//!     amount: Some(125.50),
-//!     currency: Some("EUR".into()),
-//!     kind: Some(1),
-//!     merchant_id: Some("merchant-7".into()),
-//!     card_bin: Some("411111".into()),
-//!     ip_address: Some("192.0.2.10".into()),
-//!     device_id: Some("device-9".into()),
-//!     location: Some("Berlin, DE".into()),
-//!     channel: Some("online".into()),
-//!     timestamp: Some("2026-11-25T10:00:00Z".into()),
-//!     ..TransactionInput::default()
+//!     amount: Some(980.0),
+//!     ..TransactionInput::example()
 //! };
 //! let tx: Transaction = input.validate(datetime!(2026-11-25 10:01 UTC)).expect("valid");
 //! assert_eq!(tx.customer_id().as_str(), "cust-42");
+//!
+//! // A missing or invalid field is named.
+//! let error = TransactionInput { currency: Some("euro".into()), ..TransactionInput::example() }
+//!     .validate(datetime!(2026-11-25 10:01 UTC))
+//!     .expect_err("refused");
+//! assert_eq!(error.fields[0].field, "currency");
 //! ```
 
 mod assessment;

@@ -190,6 +190,27 @@ pub struct Transaction {
 }
 
 impl TransactionInput {
+    /// A card payment with every required field valid and no optional one: 125.50 EUR online,
+    /// at 2026-11-25T10:00:00Z. For examples, synthetic checks, benchmarks and tests, which
+    /// change what they need with struct update syntax (`..TransactionInput::example()`).
+    pub fn example() -> TransactionInput {
+        TransactionInput {
+            customer_id: Some("cust-42".into()),
+            transaction_id: Some("tx-1".into()),
+            amount: Some(125.50),
+            currency: Some("EUR".into()),
+            kind: Some(1),
+            merchant_id: Some("merchant-7".into()),
+            card_bin: Some("411111".into()),
+            ip_address: Some("192.0.2.10".into()),
+            device_id: Some("device-9".into()),
+            location: Some("Berlin, DE".into()),
+            channel: Some("online".into()),
+            timestamp: Some("2026-11-25T10:00:00Z".into()),
+            ..TransactionInput::default()
+        }
+    }
+
     /// Validates every field, `now` being the time of reception: the timestamp must lie within
     /// ([`DEFAULT_MAX_LATENESS`] before `now`, [`MAX_FUTURE_SKEW`] after `now`]: what the
     /// service accepts as a new transaction by default. A timestamp without an offset

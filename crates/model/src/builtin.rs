@@ -103,19 +103,10 @@ mod tests {
 
     fn purchase(amount: f64, hour: u8, channel: &str) -> TransactionInput {
         TransactionInput {
-            customer_id: Some("c".into()),
-            transaction_id: Some("t".into()),
             amount: Some(amount),
-            currency: Some("EUR".into()),
-            kind: Some(1),
-            merchant_id: Some("m".into()),
-            card_bin: Some("411111".into()),
-            ip_address: Some("192.0.2.1".into()),
-            device_id: Some("d".into()),
-            location: Some("Paris, FR".into()),
             channel: Some(channel.into()),
             timestamp: Some(format!("2026-11-25T{hour:02}:30:00Z")),
-            ..TransactionInput::default()
+            ..TransactionInput::example()
         }
     }
 

@@ -20,7 +20,7 @@ use time::macros::datetime;
 pub use expression::{ExpressionError, VARIABLES};
 pub use file::{MAX_EXPRESSION_CHARS, MAX_LIST_VALUES, MAX_RULES, Rule, RuleFile, RuleFileError};
 
-use expression::{Bound, Expression, Lists};
+use expression::{Bound, Expression, Lists, Scope};
 
 /// A rule file ready to decide: compiled, checked on a synthetic transaction.
 pub struct CelRules {
@@ -87,23 +87,17 @@ impl CelRules {
 
     fn check_on_synthetic_facts(&self) -> Result<(), RuleFileError> {
         let at = datetime!(2026-01-15 12:00 UTC);
+        // Every optional value present: a condition that reads one must still give a boolean.
         let tx = TransactionInput {
             customer_id: Some("synthetic".into()),
-            transaction_id: Some("synthetic-1".into()),
             amount: Some(100.0),
-            currency: Some("EUR".into()),
-            kind: Some(1),
-            merchant_id: Some("merchant".into()),
-            card_bin: Some("411111".into()),
-            ip_address: Some("192.0.2.1".into()),
-            device_id: Some("device".into()),
-            location: Some("Berlin, DE".into()),
-            channel: Some("online".into()),
             timestamp: Some("2026-01-15T11:59:00Z".into()),
             merchant_risk_score: Some(0.1),
+            card_risk_score: Some(0.1),
+            customer_risk_score: Some(0.1),
             customer_segments: Some(vec!["retail".into()]),
             transaction_category: Some("groceries".into()),
-            ..TransactionInput::default()
+            ..TransactionInput::example()
         }
         .validate(at)
         .map_err(|e| RuleFileError::File(format!("the synthetic transaction is invalid: {e}")))?;
@@ -129,10 +123,11 @@ impl CelRules {
                 model_status: status,
                 degraded: status != ModelStatus::Ok,
             };
-            let bound = Bound::new(&self.env, &facts, &self.lists);
+            let bound = Bound::new(&facts, &self.lists);
+            let scope = Scope::new(&self.env, &bound);
             for rule in &self.file.rules {
                 rule.when
-                    .holds(&bound)
+                    .holds(&scope)
                     .map_err(|problem| RuleFileError::Rule {
                         rule: rule.id.clone(),
                         problem: format!("`when` on a synthetic transaction: {problem}"),
@@ -143,14 +138,14 @@ impl CelRules {
     }
 
     /// `path value, path value` for the reason's detail.
-    fn detail(&self, rule: usize, bound: &Bound) -> String {
+    fn detail(&self, rule: usize, scope: &Scope<'_>) -> String {
         let paths = &self.details[rule];
         if paths.is_empty() {
             return self.file.rules[rule].when.source().to_owned();
         }
         paths
             .iter()
-            .map(|(path, read)| format!("{path} {}", read.value(bound)))
+            .map(|(path, read)| format!("{path} {}", read.value(scope)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -170,11 +165,12 @@ impl RuleSet for CelRules {
     }
 
     fn evaluate(&self, facts: &Facts<'_>) -> Evaluation {
-        let bound = Bound::new(&self.env, facts, &self.lists);
+        let bound = Bound::new(facts, &self.lists);
+        let scope = Scope::new(&self.env, &bound);
         let mut reasons = Vec::new();
         let mut evaluations = Vec::with_capacity(self.file.rules.len());
         for (i, (rule, id)) in self.file.rules.iter().zip(&self.ids).enumerate() {
-            let (outcome, error) = match rule.when.holds(&bound) {
+            let (outcome, error) = match rule.when.holds(&scope) {
                 Ok(true) => (RuleOutcome::Fired, None),
                 Ok(false) => (RuleOutcome::Passed, None),
                 Err(error) => (RuleOutcome::Failed, Some(error)),
@@ -184,7 +180,7 @@ impl RuleSet for CelRules {
                     code: rule.reason.clone(),
                     rule: rule.id.clone(),
                     action: rule.action,
-                    detail: self.detail(i, &bound),
+                    detail: self.detail(i, &scope),
                 });
             }
             evaluations.push(RuleEvaluation {

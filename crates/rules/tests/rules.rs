@@ -42,20 +42,10 @@ action = "review"
 
 fn transaction(amount: f64, card_bin: &str, merchant_risk: Option<f64>) -> Transaction {
     TransactionInput {
-        customer_id: Some("c".into()),
-        transaction_id: Some("t".into()),
         amount: Some(amount),
-        currency: Some("EUR".into()),
-        kind: Some(1),
-        merchant_id: Some("m".into()),
         card_bin: Some(card_bin.into()),
-        ip_address: Some("192.0.2.10".into()),
-        device_id: Some("d".into()),
-        location: Some("Berlin, DE".into()),
-        channel: Some("online".into()),
-        timestamp: Some("2026-11-25T10:00:00Z".into()),
         merchant_risk_score: merchant_risk,
-        ..TransactionInput::default()
+        ..TransactionInput::example()
     }
     .validate(datetime!(2026-11-25 10:01 UTC))
     .expect("valid")

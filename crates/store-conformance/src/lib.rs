@@ -100,16 +100,8 @@ pub fn transaction(customer: &str, id: &str, amount: f64, at: OffsetDateTime) ->
         customer_id: Some(customer.into()),
         transaction_id: Some(id.into()),
         amount: Some(amount),
-        currency: Some("EUR".into()),
-        kind: Some(1),
-        merchant_id: Some("merchant-1".into()),
-        card_bin: Some("411111".into()),
-        ip_address: Some("192.0.2.1".into()),
-        device_id: Some("device-1".into()),
-        location: Some("Berlin, DE".into()),
-        channel: Some("online".into()),
         timestamp: Some(at.format(&Rfc3339).expect("a datetime formats as RFC 3339")),
-        ..TransactionInput::default()
+        ..TransactionInput::example()
     }
     .validate(at)
     .expect("the conformance transactions are valid")

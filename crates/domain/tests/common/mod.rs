@@ -11,17 +11,8 @@ pub(crate) const NOW: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
 pub(crate) fn required_fields() -> TransactionInput {
     TransactionInput {
         customer_id: Some("cust-1".into()),
-        transaction_id: Some("tx-1".into()),
         amount: Some(120.0),
-        currency: Some("EUR".into()),
-        kind: Some(1),
-        merchant_id: Some("m-1".into()),
-        card_bin: Some("411111".into()),
-        ip_address: Some("192.0.2.1".into()),
-        device_id: Some("d-1".into()),
-        location: Some("Berlin, DE".into()),
-        channel: Some("online".into()),
         timestamp: Some("2026-11-25T11:59:00Z".into()),
-        ..TransactionInput::default()
+        ..TransactionInput::example()
     }
 }
