@@ -13,6 +13,7 @@ mod metrics;
 mod model;
 mod problem;
 mod reload;
+pub mod replay;
 mod routes;
 pub mod rules;
 mod startup;

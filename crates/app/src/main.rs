@@ -1,15 +1,21 @@
 //! The `antifraud` binary: reads the configuration, sets up logging and runs the service; or,
-//! as `antifraud rules check FILE`, checks a rule file.
+//! as `antifraud rules check FILE`, checks a rule file; or, as `antifraud replay …`, backtests
+//! rule files on recorded transactions.
 
 use std::process::ExitCode;
 
 use antifraud_app::config::LogFormat;
 use antifraud_app::{Application, Settings, telemetry};
 
-#[actix_web::main]
-async fn main() -> ExitCode {
+/// The subcommands run without the service's runtime (`replay` builds its own); the service
+/// runs on actix's.
+fn main() -> ExitCode {
     // `antifraud rules check FILE`: checks a rule file and exits, for rule authors' CI.
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    // `antifraud replay …`: backtests rule files on recorded transactions.
+    if args.first().is_some_and(|a| a == "replay") {
+        return antifraud_app::replay::main(args.into_iter().skip(1));
+    }
     if args.first().is_some_and(|a| a == "rules") {
         return match args.as_slice() {
             [_, check, file] if check == "check" => {
@@ -32,6 +38,11 @@ async fn main() -> ExitCode {
             }
         };
     }
+    actix_web::rt::System::new().block_on(serve())
+}
+
+/// The service: settings, telemetry, the application, until SIGTERM or SIGINT.
+async fn serve() -> ExitCode {
     // Before any HTTP client exists (OTLP exporter, remote model): see the function's docs.
     antifraud_model::install_crypto_provider();
     let settings = match Settings::load() {

@@ -211,6 +211,15 @@ impl TransactionInput {
         }
     }
 
+    /// When the transaction happened, as validation will read its `timestamp`, without checking
+    /// it against a clock: `None` when absent or not a date-time. For a replay, whose clock
+    /// follows the events (`antifraud replay`).
+    pub fn event_time(&self) -> Option<OffsetDateTime> {
+        self.timestamp
+            .as_deref()
+            .and_then(|t| read_timestamp(t).ok())
+    }
+
     /// Validates every field, `now` being the time of reception: the timestamp must lie within
     /// ([`DEFAULT_MAX_LATENESS`] before `now`, [`MAX_FUTURE_SKEW`] after `now`]: what the
     /// service accepts as a new transaction by default. A timestamp without an offset
@@ -356,6 +365,18 @@ fn parse_timestamp(
     now: OffsetDateTime,
     max_age: Duration,
 ) -> Result<OffsetDateTime, Violation> {
+    let at = read_timestamp(text)?;
+    if at <= now - max_age {
+        Err(Violation::TooOld)
+    } else if at > now + MAX_FUTURE_SKEW {
+        Err(Violation::InFuture)
+    } else {
+        Ok(at)
+    }
+}
+
+/// The instant `text` names, as validation reads it, whatever the clock.
+fn read_timestamp(text: &str) -> Result<OffsetDateTime, Violation> {
     let at = OffsetDateTime::parse(text, &Rfc3339)
         .or_else(|_| {
             // Many clients serialise UTC without its offset (Python's naive `isoformat()`):
@@ -365,16 +386,9 @@ fn parse_timestamp(
         .map_err(|_| Violation::Format("an RFC 3339 date-time, such as 2026-11-25T10:00:00Z"))?;
     // Microseconds are kept: exact in every store (a Redis score is an f64), finer than any
     // payment system's clock.
-    let at = at
+    Ok(at
         .replace_nanosecond(at.nanosecond() / 1_000 * 1_000)
-        .expect("a truncated nanosecond is a valid nanosecond");
-    if at <= now - max_age {
-        Err(Violation::TooOld)
-    } else if at > now + MAX_FUTURE_SKEW {
-        Err(Violation::InFuture)
-    } else {
-        Ok(at)
-    }
+        .expect("a truncated nanosecond is a valid nanosecond"))
 }
 
 impl Transaction {

@@ -127,7 +127,7 @@ pub enum ModelSettings {
 }
 
 impl ModelSettings {
-    fn parse(value: &str) -> Result<Self, String> {
+    pub(crate) fn parse(value: &str) -> Result<Self, String> {
         match value {
             "shipped" => Ok(ModelSettings::Shipped),
             "builtin" => Ok(ModelSettings::Builtin),

@@ -12,6 +12,7 @@ mod metrics;
 mod models;
 mod openapi;
 mod redis_faults;
+mod replay;
 mod rules;
 mod scoring;
 mod security;
