@@ -334,28 +334,25 @@ local function reader(list, extra)
 end
 
 local member = amount_text .. '|' .. id
+-- The population before this event: which way its windows are computed.
 local size = redis.call('ZCARD', events)
 local windows
 
+-- 3. Record: the event and its entry, whichever way the windows go.
+if insert then
+  redis.call('ZADD', events, ts_text, member)
+  write('t:' .. id, fingerprint .. '|' .. ts_text)
+end
+
 if size < tonumber(ARGV[15]) then
-  -- 3. Record, small: the event and its entry, and its windows from the events. The index is
-  -- left alone: n no longer matches once this records, so it is rebuilt when next needed.
-  if insert then
-    redis.call('ZADD', events, ts_text, member)
-    write('t:' .. id, fingerprint .. '|' .. ts_text)
-  end
+  -- Small: the windows from the events. The index is left alone: n no longer matches once
+  -- this records, so it is rebuilt when next needed.
   windows = walk(redis.call('ZRANGEBYSCORE', events, '(' .. format('%.0f', points[1]), ts_text, 'WITHSCORES'))
 elseif size > 0 and indexed ~= size then
   -- Stale or missing (an earlier version's customer): rebuilt, with this event in it.
-  if insert then
-    redis.call('ZADD', events, ts_text, member)
-    write('t:' .. id, fingerprint .. '|' .. ts_text)
-  end
   windows = walk(rebuild())
 elseif insert then
-  -- 3. Record: the event, its entry, and what it changes in the index.
-  redis.call('ZADD', events, ts_text, member)
-  write('t:' .. id, fingerprint .. '|' .. ts_text)
+  -- Indexed: what the event changes in the index.
   if size == 0 then
     -- The first retained event: the index starts over from it.
     base = {0, 0, 0}
