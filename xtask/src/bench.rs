@@ -68,6 +68,13 @@ pub(crate) struct Bench {
     /// store, at 3,000/s, and report where the time goes.
     #[arg(long)]
     perf: bool,
+    /// The rule file the service decides with (both stores), relative to the workspace: the
+    /// example of twenty typical rules by default.
+    #[arg(long, default_value = "deploy/rules/rules.toml")]
+    rules: PathBuf,
+    /// Decide with the built-in threshold rules instead of a rule file.
+    #[arg(long, conflicts_with = "rules")]
+    no_rules: bool,
 }
 
 /// What is measured.
@@ -187,6 +194,7 @@ impl Bench {
             "antifraud-app",
             "--bins",
         ])?;
+        let rules = (!self.no_rules).then(|| workspace_root().join(&self.rules));
         let mut runs = Vec::new();
         for run in 1..=self.runs.max(1) {
             let mut measured = Vec::new();
@@ -196,7 +204,7 @@ impl Bench {
                     notes.push("python-seed left out (--no-python)".to_owned());
                     continue;
                 }
-                let running = match start(system) {
+                let running = match start(system, rules.as_deref()) {
                     Ok(running) => running,
                     Err(error) if system == System::Python => {
                         println!("bench: python-seed skipped: {error:#}");
@@ -210,7 +218,11 @@ impl Bench {
             }
             runs.push(Run { measured, notes });
         }
-        let tables = render(&runs, &self.step);
+        let decided_by = match &rules {
+            Some(_) => format!("the rule file `{}`", self.rules.display()),
+            None => "the built-in threshold rules".to_owned(),
+        };
+        let tables = render(&runs, &self.step, &decided_by);
         println!("\n{tables}");
         if !self.no_write {
             write_section(&workspace_root().join("docs/benchmarks.md"), &tables)?;
@@ -363,7 +375,7 @@ impl Bench {
 }
 
 /// Starts `system` on a free port, with its own `redis-server` when it needs one.
-fn start(system: System) -> anyhow::Result<Running> {
+fn start(system: System, rules: Option<&Path>) -> anyhow::Result<Running> {
     let release = workspace_root().join("target/release");
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
@@ -389,6 +401,9 @@ fn start(system: System) -> anyhow::Result<Running> {
             command.args(["--listen", &listen]);
             if let Some(url) = &redis_url {
                 command.args(["--redis-url", url]);
+            }
+            if let Some(rules) = rules {
+                command.arg("--rules").arg(rules);
             }
             let started = Started::spawn("antifraud", &mut command)?;
             wait_for_port(port)?;
@@ -532,7 +547,7 @@ fn ratios(run: &Run) -> Vec<Ratio> {
     ]
 }
 
-fn render(runs: &[Run], step: &str) -> String {
+fn render(runs: &[Run], step: &str, decided_by: &str) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -547,7 +562,8 @@ fn render(runs: &[Run], step: &str) -> String {
         "Machine: {cores} cores ({cpu}); every system, its `redis-server` and the load generator \
          share them.\nRun on {date} with `cargo xtask bench --runs {}` ({step} per step; \
          `cargo xtask load` traffic over 1,000,000 customers, the busiest 1 % sending 20 %, 2 % \
-         planted attacks, 1 % replays; CPU per request at {CPU_RATE}/s, from /proc).\n",
+         planted attacks, 1 % replays; CPU per request at {CPU_RATE}/s, from /proc). The \
+         service decides with {decided_by}.\n",
         runs.len()
     );
     for (i, run) in runs.iter().enumerate() {
