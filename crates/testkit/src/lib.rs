@@ -1,5 +1,6 @@
-//! Test harness for real dependencies: `redis-server` processes and a 3-master Redis Cluster, each
-//! on free loopback ports, in a directory of their own, stopped by pid when dropped.
+//! Test harness for real dependencies: `redis-server` processes, a 3-master Redis Cluster and a
+//! primary with a replica under three sentinels, each on free loopback ports, in a directory of
+//! their own, stopped by pid when dropped.
 //!
 //! Tests never use port 6379 and never talk to a Redis they did not start.
 
@@ -288,6 +289,200 @@ impl RedisCluster {
     /// The nodes, to stop and restart.
     pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
         &mut self.nodes
+    }
+}
+
+/// One `redis-server --sentinel` process on a free loopback port, watching `main`.
+struct SentinelProcess {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl SentinelProcess {
+    /// Starts a sentinel watching the primary on `primary_port`, quick to act: the primary is
+    /// down after 1 s without an answer (two of three sentinels agreeing), a failover may take
+    /// 5 s before another is tried.
+    fn start(primary_port: u16) -> SentinelProcess {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port_pair();
+            let dir = std::env::temp_dir()
+                .join(format!("antifraud-sentinel-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("a temporary directory");
+            // Sentinel rewrites its configuration file as it learns: one of its own.
+            let config = dir.join("sentinel.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor main 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds main {SENTINEL_DOWN_AFTER_MS}\n\
+                     sentinel failover-timeout main 5000\n\
+                     sentinel parallel-syncs main 1\n",
+                    dir.display()
+                ),
+            )
+            .expect("a sentinel configuration");
+            let child = Command::new("redis-server")
+                .arg(&config)
+                .args(["--sentinel", "--loglevel", "warning"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server runs in sentinel mode (`apt-get install redis-server`)");
+            let mut sentinel = SentinelProcess {
+                port,
+                dir,
+                child: Some(child),
+            };
+            let deadline = Instant::now() + START_TIMEOUT;
+            while Instant::now() < deadline {
+                if RedisServer::command_on(port, &["PING"]).is_ok_and(|r| r.starts_with("+PONG")) {
+                    return sentinel;
+                }
+                if let Some(child) = sentinel.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    last_error = format!("sentinel exited with {status}");
+                    break;
+                }
+                pause(Duration::from_millis(20));
+            }
+            sentinel.stop();
+        }
+        panic!("redis-server --sentinel did not start: {last_error}");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for SentinelProcess {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How long a sentinel waits without an answer before it calls the primary down. The
+/// failover then takes about as long again (election, promotion): the window of a failover.
+pub const SENTINEL_DOWN_AFTER_MS: u64 = 1000;
+
+/// A primary, one replica and three sentinels watching them as `main`, each on free loopback
+/// ports: Sentinel's failover with real processes.
+pub struct RedisSentinel {
+    servers: Vec<RedisServer>,
+    sentinels: Vec<SentinelProcess>,
+}
+
+impl RedisSentinel {
+    /// Starts the primary, its replica (in sync before this returns) and three sentinels that
+    /// see both.
+    ///
+    /// # Panics
+    /// When a process does not start, or the replica or the sentinels do not settle in 30 s.
+    pub fn start() -> RedisSentinel {
+        let primary = RedisServer::start();
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+        let sentinels = (0..3)
+            .map(|_| SentinelProcess::start(primary.port()))
+            .collect();
+        let harness = RedisSentinel {
+            servers: vec![primary, replica],
+            sentinels,
+        };
+        harness.wait_until(
+            Duration::from_secs(30),
+            "the replica in sync, seen by every sentinel",
+            |h| {
+                let linked = h.servers[1]
+                    .command(&["INFO", "replication"])
+                    .is_ok_and(|info| info.contains("master_link_status:up"));
+                linked
+                    && h.sentinels.iter().all(|s| {
+                        RedisServer::command_on(s.port, &["SENTINEL", "replicas", "main"])
+                            .is_ok_and(|r| r.contains(&h.servers[1].port().to_string()))
+                    })
+            },
+        );
+        harness
+    }
+
+    /// `redis-sentinel://127.0.0.1:S1?sentinelServiceName=main&node=127.0.0.1:S2&node=…`.
+    pub fn url(&self) -> String {
+        let mut url = format!(
+            "redis-sentinel://127.0.0.1:{}?sentinelServiceName=main",
+            self.sentinels[0].port
+        );
+        for sentinel in &self.sentinels[1..] {
+            url.push_str(&format!("&node=127.0.0.1:{}", sentinel.port));
+        }
+        url
+    }
+
+    /// The primary's port as the first sentinel that answers says.
+    pub fn primary_port(&self) -> Option<u16> {
+        self.sentinels.iter().find_map(|s| {
+            let reply =
+                RedisServer::command_on(s.port, &["SENTINEL", "get-master-addr-by-name", "main"])
+                    .ok()?;
+            // *2 $9 127.0.0.1 $5 PORT: the port is the last line.
+            reply.lines().rfind(|l| !l.is_empty())?.parse().ok()
+        })
+    }
+
+    /// The data servers (the primary and the replica, in the order they were started; which is
+    /// which changes with a failover).
+    pub fn servers_mut(&mut self) -> &mut [RedisServer] {
+        &mut self.servers
+    }
+
+    /// Kills the primary (SIGKILL) and returns its port.
+    ///
+    /// # Panics
+    /// When no sentinel names a primary this harness started.
+    pub fn kill_primary(&mut self) -> u16 {
+        let port = self.primary_port().expect("a sentinel names the primary");
+        let server = self
+            .servers
+            .iter_mut()
+            .find(|s| s.port() == port)
+            .expect("the primary is one of the harness's servers");
+        server.stop();
+        port
+    }
+
+    /// Waits until the sentinels name another primary than `old` and it answers as a master;
+    /// returns its port.
+    ///
+    /// # Panics
+    /// After `timeout`.
+    pub fn wait_for_promotion(&self, old: u16, timeout: Duration) -> u16 {
+        let mut promoted = 0;
+        self.wait_until(timeout, "a replica promoted", |h| match h.primary_port() {
+            Some(port) if port != old => {
+                promoted = port;
+                RedisServer::command_on(port, &["INFO", "replication"])
+                    .is_ok_and(|info| info.contains("role:master"))
+            }
+            _ => false,
+        });
+        promoted
+    }
+
+    fn wait_until(&self, timeout: Duration, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+            pause(Duration::from_millis(50));
+        }
     }
 }
 
