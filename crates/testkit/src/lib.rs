@@ -438,6 +438,33 @@ impl RedisSentinel {
         })
     }
 
+    /// Waits until the replica has acknowledged everything the primary had written when this
+    /// was called (its replication offset). `WAIT` would not do from here: it waits for the
+    /// writes of the connection that sends it, and this one wrote nothing.
+    ///
+    /// # Panics
+    /// After `timeout`, or when no primary is known.
+    pub fn wait_until_replicated(&self, timeout: Duration) {
+        let primary = self.primary_port().expect("a sentinel names the primary");
+        let field = |info: &str, name: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let info = RedisServer::command_on(primary, &["INFO", "replication"]).expect("INFO");
+        let written = field(&info, "master_repl_offset:").expect("the primary's offset");
+        self.wait_until(timeout, "the replica caught up", |_| {
+            RedisServer::command_on(primary, &["INFO", "replication"]).is_ok_and(|info| {
+                // slave0:ip=127.0.0.1,port=P,state=online,offset=N,lag=0
+                info.lines()
+                    .filter(|l| l.starts_with("slave"))
+                    .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("offset=")))
+                    .filter_map(|v| v.trim().parse::<u64>().ok())
+                    .any(|acked| acked >= written)
+            })
+        });
+    }
+
     /// The data servers (the primary and the replica, in the order they were started; which is
     /// which changes with a failover).
     pub fn servers_mut(&mut self) -> &mut [RedisServer] {

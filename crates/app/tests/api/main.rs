@@ -3,6 +3,7 @@
 mod config;
 mod docs;
 mod echo;
+mod failover;
 mod fake_model;
 mod health;
 mod helpers;
