@@ -25,6 +25,9 @@ pub struct CustomerKeys {
     /// Hash of five-minute and hour buckets that versions before the index kept for busy
     /// customers: deleted with `legacy_events`.
     pub legacy_buckets: String,
+    /// A short-lived string written, with `--redis-wait-replicas`, before confirming a replay on
+    /// a connection that wrote nothing: `WAIT` covers only the sender's own writes. Never read.
+    pub written: String,
 }
 
 impl CustomerKeys {
@@ -37,6 +40,7 @@ impl CustomerKeys {
             transactions: key("tx"),
             legacy_events: key("ev"),
             legacy_buckets: key("bk"),
+            written: key("w"),
         }
     }
 
@@ -71,7 +75,12 @@ mod tests {
             let tag = &k.events
                 [k.events.find('{').expect("a tag") + 1..k.events.find('}').expect("a tag")];
             assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()), "{}", k.events);
-            for kind in [&k.transactions, &k.legacy_events, &k.legacy_buckets] {
+            for kind in [
+                &k.transactions,
+                &k.legacy_events,
+                &k.legacy_buckets,
+                &k.written,
+            ] {
                 assert!(kind.contains(&format!("{{{tag}}}")), "one tag for all keys");
             }
             for other in &keys[i + 1..] {

@@ -47,6 +47,12 @@ pub struct RedisSettings {
     /// The password, when it is kept out of the URL (read from a file); it replaces any password
     /// in the URL.
     pub password: Option<String>,
+    /// Replicas that must acknowledge a transaction and its assessment (Redis `WAIT`) before
+    /// the store says they are saved; 0 answers once the primary holds them. Unconfirmed within
+    /// `wait_timeout`: [`StoreError::Unavailable`], so the caller's answer is retry-safe.
+    pub wait_replicas: u32,
+    /// The longest `WAIT` for [`RedisSettings::wait_replicas`].
+    pub wait_timeout: Duration,
     /// From how many retained events a customer's windows come from the index of running sums
     /// (see record.lua): below, from its events, read in one range, which costs Redis less than
     /// keeping the index for the customers who have a handful. 0 indexes every customer, as the
@@ -62,6 +68,8 @@ impl std::fmt::Debug for RedisSettings {
             .field("command_timeout", &self.command_timeout)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("index_from", &self.index_from)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
             .finish()
     }
 }
@@ -74,6 +82,8 @@ impl RedisSettings {
             pool_size: 4,
             command_timeout: Duration::from_millis(50),
             password: None,
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(50),
             // Measured with the script alone (docs/redis.md): a customer with one event costs
             // Redis about a quarter more with the index, one with 5,000 four times less.
             index_from: 32,
@@ -92,6 +102,9 @@ pub struct RedisStore {
     command_timeout: Duration,
     /// [`RedisSettings::index_from`], as the record script's argument.
     index_from: String,
+    /// [`RedisSettings::wait_replicas`] and [`RedisSettings::wait_timeout`].
+    wait_replicas: u32,
+    wait_timeout: Duration,
 }
 
 /// How far Redis's clock is from ours: measured with `TIME` when the store connects, or on its
@@ -190,7 +203,73 @@ impl RedisStore {
             clock: RedisClock::unknown(),
             command_timeout: settings.command_timeout,
             index_from: settings.index_from.to_string(),
+            wait_replicas: settings.wait_replicas,
+            wait_timeout: settings.wait_timeout,
         })
+    }
+
+    /// With [`RedisSettings::wait_replicas`], waits on `client`, the connection that just ran a
+    /// script for `keys`' customer, until that many replicas acknowledge everything it wrote
+    /// (Redis `WAIT`, on the customer's own node in a cluster), at most the wait timeout or what
+    /// is left before `deadline`. `WAIT` covers only the sender's own writes, and the replication
+    /// stream is in order: after a script that wrote, that covers this transaction's record and
+    /// assessment wherever they were written; after one that only read (a replay, an assessment
+    /// saved before), a marker is written first on the same connection.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when fewer replicas acknowledged in time, or Redis failed:
+    /// the answer is then a retry-safe 503, and the retry confirms again.
+    async fn confirm_replicated(
+        &self,
+        client: &Client,
+        keys: &CustomerKeys,
+        wrote: bool,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let slot = fred::util::redis_keyslot(keys.transactions.as_bytes());
+        if !wrote {
+            let _: Value = client
+                .custom(
+                    CustomCommand::new_static("SET", ClusterHash::Custom(slot), false),
+                    vec![
+                        keys.written.clone(),
+                        "1".to_owned(),
+                        "PX".to_owned(),
+                        "60000".to_owned(),
+                    ],
+                )
+                .await
+                .map_err(classify)?;
+        }
+        let wait = self
+            .wait_timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1));
+        let acknowledged: i64 = client
+            .with_options(&Options {
+                // WAIT blocks for its own timeout: the command's must not cut it short.
+                timeout: Some(wait + self.command_timeout),
+                ..Options::default()
+            })
+            .custom(
+                CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false),
+                vec![self.wait_replicas.to_string(), wait.as_millis().to_string()],
+            )
+            .await
+            .map_err(classify)?;
+        if acknowledged < i64::from(self.wait_replicas) {
+            return Err(StoreError::Unavailable(
+                format!(
+                    "{acknowledged} of {} replicas acknowledged within {wait:?}",
+                    self.wait_replicas
+                )
+                .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Waits until every connection of the pool is up, at most `timeout`, then loads the
@@ -392,16 +471,23 @@ impl TransactionStore for RedisStore {
         args.push(if reception.accept_new { "1" } else { "0" }.to_owned());
         args.push(self.script_deadline(reception.deadline).await);
         args.push(self.index_from.clone());
+        let client = self.pool.next_connected();
         let reply: Vec<String> = self
             .record
-            .evalsha_with_reload(self.pool.next_connected(), keys.record(), args)
+            .evalsha_with_reload(client, keys.record(), args)
             .await
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
             Some("conflict") => Ok(RecordOutcome::Conflict),
             Some("too_late") => Ok(RecordOutcome::TooLate),
             Some("expired") => Err(expired()),
-            Some("replayed") => Ok(RecordOutcome::Replayed(Box::new(saved_assessment(&reply)?))),
+            Some("replayed") => {
+                let saved = saved_assessment(&reply)?;
+                // A replay answers 200 as the first answer did: only once it is as durable.
+                self.confirm_replicated(client, &keys, false, reception.deadline)
+                    .await?;
+                Ok(RecordOutcome::Replayed(Box::new(saved)))
+            }
             Some("recorded") if reply.len() == 9 => {
                 let mut stats = [WindowStat::default(); 4];
                 for (i, stat) in stats.iter_mut().enumerate() {
@@ -437,14 +523,24 @@ impl TransactionStore for RedisStore {
             json,
             self.script_deadline(deadline).await,
         ];
+        let client = self.pool.next_connected();
         let reply: Vec<String> = self
             .commit
-            .evalsha_with_reload(self.pool.next_connected(), keys.commit(), args)
+            .evalsha_with_reload(client, keys.commit(), args)
             .await
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
-            Some("saved") => Ok(CommitOutcome::Saved),
-            Some("already") => Ok(CommitOutcome::AlreadySaved(saved_assessment(&reply)?)),
+            Some("saved") => {
+                self.confirm_replicated(client, &keys, true, deadline)
+                    .await?;
+                Ok(CommitOutcome::Saved)
+            }
+            Some("already") => {
+                let saved = saved_assessment(&reply)?;
+                self.confirm_replicated(client, &keys, false, deadline)
+                    .await?;
+                Ok(CommitOutcome::AlreadySaved(saved))
+            }
             // Evicted, flushed or lost in a failover since `record`: a retry records it again.
             Some("missing") => Err(StoreError::Lost),
             Some("expired") => Err(expired()),

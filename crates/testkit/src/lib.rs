@@ -465,24 +465,13 @@ impl RedisSentinel {
         });
     }
 
-    /// The data servers (the primary and the replica, in the order they were started; which is
-    /// which changes with a failover).
-    pub fn servers_mut(&mut self) -> &mut [RedisServer] {
-        &mut self.servers
-    }
-
     /// Kills the primary (SIGKILL) and returns its port.
     ///
     /// # Panics
     /// When no sentinel names a primary this harness started.
     pub fn kill_primary(&mut self) -> u16 {
         let port = self.primary_port().expect("a sentinel names the primary");
-        let server = self
-            .servers
-            .iter_mut()
-            .find(|s| s.port() == port)
-            .expect("the primary is one of the harness's servers");
-        server.stop();
+        self.server_on(port).stop();
         port
     }
 
@@ -502,6 +491,31 @@ impl RedisSentinel {
             _ => false,
         });
         promoted
+    }
+
+    /// Starts the server on `port` again (empty: nothing is persisted) and waits until the
+    /// sentinels have made it a replica of the current primary, in sync: the harness is whole
+    /// again for the next failover.
+    ///
+    /// # Panics
+    /// When it does not start, or is not a synced replica within `timeout`.
+    pub fn revive(&mut self, port: u16, timeout: Duration) {
+        self.server_on(port).restart();
+        self.wait_until(timeout, "the revived server a synced replica", |h| {
+            let primary = h.primary_port();
+            primary.is_some_and(|p| p != port)
+                && RedisServer::command_on(port, &["INFO", "replication"]).is_ok_and(|info| {
+                    info.contains("role:slave") && info.contains("master_link_status:up")
+                })
+        });
+    }
+
+    /// The harness's data server on `port`.
+    fn server_on(&mut self, port: u16) -> &mut RedisServer {
+        self.servers
+            .iter_mut()
+            .find(|s| s.port() == port)
+            .expect("one of the harness's servers")
     }
 
     fn wait_until(&self, timeout: Duration, what: &str, mut done: impl FnMut(&Self) -> bool) {

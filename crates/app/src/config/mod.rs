@@ -203,6 +203,8 @@ impl Settings {
             Some(url) => StoreSettings::Redis(RedisSettings {
                 pool_size: values.redis_pool_size as usize,
                 command_timeout: values.redis_timeout_ms,
+                wait_replicas: values.redis_wait_replicas,
+                wait_timeout: values.redis_wait_timeout_ms,
                 password: match &values.redis_password_file {
                     None => None,
                     Some(path) => Some(read_secret(Setting(&SPECS.redis_password_file), path)?),

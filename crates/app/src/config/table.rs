@@ -65,6 +65,26 @@ settings! {
         default: "50",
         parse: milliseconds,
     }
+    /// Replicas that must hold a transaction and its answer before it is answered (0..=16; 0:
+    /// answer once the primary holds them). Unconfirmed in time: 503, safe to retry.
+    redis_wait_replicas: u32 {
+        flag: "redis-wait-replicas",
+        env: "ANTIFRAUD_REDIS_WAIT_REPLICAS",
+        value: "N",
+        default: "0",
+        parse: |text| match text.parse::<u32>() {
+            Ok(n) if n <= 16 => Ok(n),
+            _ => Err("expected a whole number from 0 to 16".to_owned()),
+        },
+    }
+    /// How long, in milliseconds, to wait for `--redis-wait-replicas` replicas (1..=10000).
+    redis_wait_timeout_ms: Duration {
+        flag: "redis-wait-timeout-ms",
+        env: "ANTIFRAUD_REDIS_WAIT_TIMEOUT_MS",
+        value: "MS",
+        default: "50",
+        parse: milliseconds,
+    }
     /// When the store is unreachable or late: `reject` answers 503, `degrade` scores without
     /// history and marks the answer degraded.
     store_failure_policy: StoreFailurePolicy {

@@ -8,6 +8,10 @@ use antifraud_store_redis::{RedisSettings, RedisStore};
 use time::OffsetDateTime;
 
 /// A store on `url`, connected, with `pool_size` connections and this command timeout.
+#[allow(
+    dead_code,
+    reason = "each test file is its own crate, and not every one takes the defaults"
+)]
 pub(crate) async fn connected(
     url: String,
     pool_size: usize,
