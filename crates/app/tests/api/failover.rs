@@ -104,13 +104,15 @@ async fn a_sentinel_failover_under_load_costs_one_short_window_of_503s_and_nothi
         panic!("the kill was not noticed: {} requests, all 200", seen.len());
     };
     let window = *last_503 - *first_503;
+    // Requests in flight at the kill were sent just before it: signed offsets.
+    let since_kill = |at: StdDuration| (at.as_secs_f64() - killed.as_secs_f64()) * 1000.0;
     println!(
-        "failover through the service: {} requests, {} answered 503 from {:?} to {:?} after \
-         the kill ({window:?})",
+        "failover through the service: {} requests, {} answered 503, sent from {:.0} ms to \
+         {:.0} ms after the kill ({window:?})",
         seen.len(),
         unavailable.len(),
-        *first_503 - killed,
-        *last_503 - killed,
+        since_kill(*first_503),
+        since_kill(*last_503),
     );
     assert!(window < MAX_WINDOW, "503s for {window:?}");
     // One window: after the last 503, every request succeeds, for seconds of load.
