@@ -374,42 +374,53 @@ impl Drop for SentinelProcess {
 /// failover then takes about as long again (election, promotion): the window of a failover.
 pub const SENTINEL_DOWN_AFTER_MS: u64 = 1000;
 
-/// A primary, one replica and three sentinels watching them as `main`, each on free loopback
-/// ports: Sentinel's failover with real processes.
+/// A primary, one replica (or more) and three sentinels watching them as `main`, each on free
+/// loopback ports: Sentinel's failover with real processes.
 pub struct RedisSentinel {
     servers: Vec<RedisServer>,
     sentinels: Vec<SentinelProcess>,
 }
 
 impl RedisSentinel {
-    /// Starts the primary, its replica (in sync before this returns) and three sentinels that
+    /// Starts the primary, one replica (in sync before this returns) and three sentinels that
     /// see both.
     ///
     /// # Panics
     /// When a process does not start, or the replica or the sentinels do not settle in 30 s.
     pub fn start() -> RedisSentinel {
+        Self::start_with_replicas(1)
+    }
+
+    /// The same with `replicas` replicas: with two, a primary that waits for one replica
+    /// (`WAIT 1`) still has one after a failover.
+    ///
+    /// # Panics
+    /// As [`RedisSentinel::start`].
+    pub fn start_with_replicas(replicas: usize) -> RedisSentinel {
         let primary = RedisServer::start();
-        let replica =
-            RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+        let of = primary.port().to_string();
+        let mut servers = vec![primary];
+        for _ in 0..replicas.max(1) {
+            servers.push(RedisServer::start_with(&["--replicaof", "127.0.0.1", &of]));
+        }
         let sentinels = (0..3)
-            .map(|_| SentinelProcess::start(primary.port()))
+            .map(|_| SentinelProcess::start(servers[0].port()))
             .collect();
-        let harness = RedisSentinel {
-            servers: vec![primary, replica],
-            sentinels,
-        };
+        let harness = RedisSentinel { servers, sentinels };
         harness.wait_until(
             Duration::from_secs(30),
-            "the replica in sync, seen by every sentinel",
+            "the replicas in sync, seen by every sentinel",
             |h| {
-                let linked = h.servers[1]
-                    .command(&["INFO", "replication"])
-                    .is_ok_and(|info| info.contains("master_link_status:up"));
-                linked
-                    && h.sentinels.iter().all(|s| {
-                        RedisServer::command_on(s.port, &["SENTINEL", "replicas", "main"])
-                            .is_ok_and(|r| r.contains(&h.servers[1].port().to_string()))
-                    })
+                h.servers[1..].iter().all(|replica| {
+                    let port = replica.port().to_string();
+                    replica
+                        .command(&["INFO", "replication"])
+                        .is_ok_and(|info| info.contains("master_link_status:up"))
+                        && h.sentinels.iter().all(|s| {
+                            RedisServer::command_on(s.port, &["SENTINEL", "replicas", "main"])
+                                .is_ok_and(|r| r.contains(&port))
+                        })
+                })
             },
         );
         harness
@@ -491,23 +502,6 @@ impl RedisSentinel {
             _ => false,
         });
         promoted
-    }
-
-    /// Starts the server on `port` again (empty: nothing is persisted) and waits until the
-    /// sentinels have made it a replica of the current primary, in sync: the harness is whole
-    /// again for the next failover.
-    ///
-    /// # Panics
-    /// When it does not start, or is not a synced replica within `timeout`.
-    pub fn revive(&mut self, port: u16, timeout: Duration) {
-        self.server_on(port).restart();
-        self.wait_until(timeout, "the revived server a synced replica", |h| {
-            let primary = h.primary_port();
-            primary.is_some_and(|p| p != port)
-                && RedisServer::command_on(port, &["INFO", "replication"]).is_ok_and(|info| {
-                    info.contains("role:slave") && info.contains("master_link_status:up")
-                })
-        });
     }
 
     /// The harness's data server on `port`.
