@@ -255,11 +255,11 @@ impl Replay {
                     continue;
                 }
                 self.one(number, &line, &mut tally).await;
-                if tally.lines.is_multiple_of(4_096) {
+                if tally.counts.lines.is_multiple_of(4_096) {
                     progress.set_position(read);
-                    progress.set_message(format!("{} transactions", tally.lines));
+                    progress.set_message(format!("{} transactions", tally.counts.lines));
                 }
-                if tally.lines.is_multiple_of(PURGE_EVERY) {
+                if tally.counts.lines.is_multiple_of(PURGE_EVERY) {
                     self.store.purge_expired(self.clock.now() - self.retention);
                 }
             }
@@ -271,7 +271,7 @@ impl Replay {
 
     /// Scores one line and counts what happened.
     async fn one(&self, number: u64, line: &[u8], tally: &mut Tally) {
-        tally.lines += 1;
+        tally.counts.lines += 1;
         let input = match crate::routes::parse_body(line) {
             Ok(request) => TransactionInput::from(request),
             Err(error) => return tally.invalid(number, error.to_string()),
@@ -281,7 +281,7 @@ impl Replay {
             self.clock.reach(at);
         }
         match self.scoring.score(input, Instant::now()).await {
-            Ok(scored) if scored.replayed => tally.replayed += 1,
+            Ok(scored) if scored.replayed => tally.counts.replayed += 1,
             Ok(scored) => {
                 let second = self
                     .rules
@@ -291,7 +291,7 @@ impl Replay {
                     .take();
                 tally.scored(&scored, second, label);
             }
-            Err(ScoreError::Conflict) => tally.conflicts += 1,
+            Err(ScoreError::Conflict) => tally.counts.conflicts += 1,
             Err(error) => tally.invalid(number, error.to_string()),
         }
     }
@@ -428,6 +428,22 @@ pub struct Invalid {
 /// The report of a replay.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// What the lines were and what became of them.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Wall-clock time of the replay.
+    pub seconds: f64,
+    /// Lines per second.
+    pub per_second: f64,
+    /// `--rules`' results.
+    pub set: SetReport,
+    /// `--against`'s, and what changes.
+    pub against: Option<Comparison>,
+}
+
+/// What a replay's lines were and what became of them, counted as it goes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
     /// Non-empty lines read.
     pub lines: u64,
     /// New transactions scored and decided.
@@ -444,32 +460,15 @@ pub struct Report {
     pub invalid: u64,
     /// The first invalid lines.
     pub invalid_lines: Vec<Invalid>,
-    /// Wall-clock time of the replay.
-    pub seconds: f64,
-    /// Lines per second.
-    pub per_second: f64,
     /// The model's name and version.
     pub model: String,
     /// Model calls that timed out or failed (the default score decided).
     pub model_fallbacks: u64,
-    /// `--rules`' results.
-    pub set: SetReport,
-    /// `--against`'s, and what changes.
-    pub against: Option<Comparison>,
 }
 
 /// Counts as a replay goes.
 struct Tally {
-    lines: u64,
-    scored: u64,
-    labelled: u64,
-    labelled_fraud: u64,
-    replayed: u64,
-    conflicts: u64,
-    invalid: u64,
-    invalid_lines: Vec<Invalid>,
-    model: String,
-    model_fallbacks: u64,
+    counts: Counts,
     first: SetTally,
     second: Option<SetTally>,
     changed: u64,
@@ -555,16 +554,7 @@ impl SetTally {
 impl Tally {
     fn new(rules: &Compared) -> Tally {
         Tally {
-            lines: 0,
-            scored: 0,
-            labelled: 0,
-            labelled_fraud: 0,
-            replayed: 0,
-            conflicts: 0,
-            invalid: 0,
-            invalid_lines: Vec::new(),
-            model: String::new(),
-            model_fallbacks: 0,
+            counts: Counts::default(),
             first: SetTally::new(&rules.first),
             second: rules.second.as_ref().map(SetTally::new),
             changed: 0,
@@ -574,9 +564,10 @@ impl Tally {
     }
 
     fn invalid(&mut self, line: u64, error: String) {
-        self.invalid += 1;
-        if self.invalid_lines.len() < INVALID_QUOTED {
-            self.invalid_lines.push(Invalid { line, error });
+        let counts = &mut self.counts;
+        counts.invalid += 1;
+        if counts.invalid_lines.len() < INVALID_QUOTED {
+            counts.invalid_lines.push(Invalid { line, error });
         }
     }
 
@@ -586,16 +577,16 @@ impl Tally {
         second: Option<Evaluation>,
         label: Option<bool>,
     ) {
-        let a = &scored.assessment;
-        self.scored += 1;
+        let (a, counts) = (&scored.assessment, &mut self.counts);
+        counts.scored += 1;
         if let Some(fraud) = label {
-            self.labelled += 1;
-            self.labelled_fraud += u64::from(fraud);
+            counts.labelled += 1;
+            counts.labelled_fraud += u64::from(fraud);
         }
-        if self.model.is_empty() {
-            self.model = format!("{} {}", a.model.name, a.model.version);
+        if counts.model.is_empty() {
+            counts.model = format!("{} {}", a.model.name, a.model.version);
         }
-        self.model_fallbacks += u64::from(a.model_status != antifraud_domain::ModelStatus::Ok);
+        counts.model_fallbacks += u64::from(a.model_status != antifraud_domain::ModelStatus::Ok);
         let from = a.decision.as_ref().map_or(Action::Approve, |d| d.action);
         self.first.add(from, &scored.rules, label);
         if let (Some(tally), Some(second)) = (self.second.as_mut(), second) {
@@ -620,22 +611,13 @@ impl Tally {
     fn report(self, elapsed: Duration) -> Report {
         let seconds = elapsed.as_secs_f64();
         Report {
-            lines: self.lines,
-            scored: self.scored,
-            labelled: self.labelled,
-            labelled_fraud: self.labelled_fraud,
-            replayed: self.replayed,
-            conflicts: self.conflicts,
-            invalid: self.invalid,
-            invalid_lines: self.invalid_lines,
-            seconds,
             per_second: if seconds > 0.0 {
-                self.lines as f64 / seconds
+                self.counts.lines as f64 / seconds
             } else {
                 0.0
             },
-            model: self.model,
-            model_fallbacks: self.model_fallbacks,
+            seconds,
+            counts: self.counts,
             set: self.first.report(),
             against: self.second.map(|second| Comparison {
                 set: second.report(),
@@ -650,29 +632,29 @@ impl Tally {
 impl Report {
     /// The report as a person reads it.
     pub fn table(&self) -> String {
-        let mut out = String::new();
+        let (c, mut out) = (&self.counts, String::new());
         let _ = writeln!(
             out,
             "{} lines in {:.2} s ({:.0} lines/s), model {}",
-            self.lines, self.seconds, self.per_second, self.model
+            c.lines, self.seconds, self.per_second, c.model
         );
         let _ = writeln!(
             out,
             "  {} scored ({} labelled, {} fraud), {} repeated (replayed), {} conflicting, {} invalid, {} model fallbacks",
-            self.scored,
-            self.labelled,
-            self.labelled_fraud,
-            self.replayed,
-            self.conflicts,
-            self.invalid,
-            self.model_fallbacks
+            c.scored,
+            c.labelled,
+            c.labelled_fraud,
+            c.replayed,
+            c.conflicts,
+            c.invalid,
+            c.model_fallbacks
         );
-        for invalid in &self.invalid_lines {
+        for invalid in &c.invalid_lines {
             let _ = writeln!(out, "  line {}: {}", invalid.line, invalid.error);
         }
-        set_table(&mut out, "--rules", &self.set, self.scored);
+        set_table(&mut out, "--rules", &self.set, c.scored);
         if let Some(comparison) = &self.against {
-            set_table(&mut out, "--against", &comparison.set, self.scored);
+            set_table(&mut out, "--against", &comparison.set, c.scored);
             let _ = writeln!(
                 out,
                 "\ndecisions that change from {} to {}: {}",
