@@ -1,7 +1,8 @@
 //! Prometheus metrics: every series the service exports, defined in this one place, with
 //! bounded label values only (never a customer, transaction, IP or device id).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -10,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
 use antifraud_domain::{
-    Mode, ModelIdentity, RuleOutcome, RuleSet, ScoreError, Scored, ValidationError,
+    Mode, ModelIdentity, RuleEvaluation, RuleOutcome, RuleSet, ScoreError, Scored, ValidationError,
 };
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -35,9 +36,11 @@ pub(crate) struct Metrics {
     decisions: IntCounterVec,
     actions: IntCounterVec,
     rule_evaluations: IntCounterVec,
-    /// The rules whose evaluation series exist: a reload removes those of rules it dropped, so
-    /// the series stay bounded by the rule file's limit however often rules change.
-    rules_shown: Mutex<Vec<(Arc<str>, Mode)>>,
+    /// The rules whose evaluation series exist, by id (ids are unique in a set): a reload
+    /// removes those of rules it dropped, so the series stay bounded by the rule file's limit
+    /// however often rules change. Counting holds it shared, so that a request still deciding
+    /// with the set before a reload cannot create a removed series again.
+    rules_shown: RwLock<HashMap<Arc<str>, Mode>>,
     rules_info: IntGaugeVec,
     reloads: IntCounterVec,
     replays: IntCounter,
@@ -181,7 +184,7 @@ impl Metrics {
                  outcome (fired, passed, failed). Rule ids are bounded by the rule file's limit.",
                 &["rule", "mode", "outcome"],
             ),
-            rules_shown: Mutex::new(Vec::new()),
+            rules_shown: RwLock::new(HashMap::new()),
             rules_info: r.register(
                 IntGaugeVec::new(
                     Opts::new(
@@ -272,9 +275,12 @@ impl Metrics {
         self.rules_info
             .with_label_values(&[&rules.version()])
             .set(1);
-        let now = rules.rules();
-        let mut shown = self.rules_shown.lock().unwrap_or_else(|e| e.into_inner());
-        for (rule, mode) in shown.iter().filter(|shown| !now.contains(shown)) {
+        let now: HashMap<Arc<str>, Mode> = rules.rules().into_iter().collect();
+        let mut shown = self.rules_shown.write().unwrap_or_else(|e| e.into_inner());
+        for (rule, mode) in shown
+            .iter()
+            .filter(|(rule, mode)| now.get(*rule) != Some(mode))
+        {
             for outcome in OUTCOMES {
                 // Absent when never created: nothing to remove is no error.
                 let _ = self
@@ -289,6 +295,26 @@ impl Metrics {
             }
         }
         *shown = now;
+    }
+
+    /// Counts how each rule went for one request. A request decided by the set before a
+    /// reload counts only the rules still in force: the series of the others are gone, and
+    /// stay gone.
+    fn rules_evaluated(&self, rules: &[RuleEvaluation]) {
+        let shown = self.rules_shown.read().unwrap_or_else(|e| e.into_inner());
+        let in_force = rules
+            .iter()
+            .filter(|e| shown.get(&*e.rule) == Some(&e.mode));
+        for evaluation in in_force {
+            let outcome = match evaluation.outcome {
+                RuleOutcome::Fired => "fired",
+                RuleOutcome::Passed => "passed",
+                RuleOutcome::Failed => "failed",
+            };
+            self.rule_evaluations
+                .with_label_values(&[&*evaluation.rule, evaluation.mode.as_str(), outcome])
+                .inc();
+        }
     }
 
     /// Counts a SIGHUP reload: swapped in, or refused.
@@ -316,16 +342,7 @@ impl Metrics {
                 rules,
                 ..
             }) => {
-                for evaluation in rules {
-                    let outcome = match evaluation.outcome {
-                        RuleOutcome::Fired => "fired",
-                        RuleOutcome::Passed => "passed",
-                        RuleOutcome::Failed => "failed",
-                    };
-                    self.rule_evaluations
-                        .with_label_values(&[&*evaluation.rule, evaluation.mode.as_str(), outcome])
-                        .inc();
-                }
+                self.rules_evaluated(rules);
                 self.scores.observe(a.score);
                 let decision = if a.is_fraud { "fraud" } else { "legit" };
                 self.decisions.with_label_values(&[decision]).inc();
@@ -460,4 +477,54 @@ pub(crate) async fn metrics_endpoint(metrics: web::Data<Metrics>) -> HttpRespons
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use antifraud_rules::CelRules;
+
+    use super::*;
+
+    fn rules(version: &str, ids: &[&str]) -> CelRules {
+        let mut text = format!("version = \"{version}\"\n");
+        for id in ids {
+            text.push_str(&format!(
+                "[[rules]]\nid = \"{id}\"\nreason = \"r\"\nwhen = \"true\"\naction = \"review\"\n"
+            ));
+        }
+        CelRules::load(&text).expect("valid rules")
+    }
+
+    fn fired(rule: &str) -> RuleEvaluation {
+        RuleEvaluation {
+            rule: Arc::from(rule),
+            mode: Mode::Active,
+            outcome: RuleOutcome::Fired,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_request_decided_before_a_reload_does_not_bring_back_a_dropped_rules_series() {
+        let metrics = Metrics::new();
+        metrics.rules_in_force(&rules("one", &["kept", "dropped"]));
+        metrics.rules_evaluated(&[fired("kept"), fired("dropped")]);
+        metrics.rules_in_force(&rules("two", &["kept", "added"]));
+        // Still in flight with set "one" when "two" came in.
+        metrics.rules_evaluated(&[fired("kept"), fired("dropped")]);
+        metrics.rules_evaluated(&[fired("kept"), fired("added")]);
+
+        let text = metrics.render();
+        let series = |rule: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("antifraud_rule_evaluations_total")
+                        && l.contains(&format!("outcome=\"fired\",rule=\"{rule}\""))
+                })
+                .map(|l| l.rsplit(' ').next().unwrap_or_default().to_owned())
+        };
+        assert_eq!(series("kept").as_deref(), Some("3"), "{text}");
+        assert_eq!(series("added").as_deref(), Some("1"), "{text}");
+        assert_eq!(series("dropped"), None, "{text}");
+    }
 }

@@ -38,7 +38,7 @@ pub(crate) async fn reload_on_hangup(reloadable: Reloadable) {
     while hangups.recv().await.is_some() {
         let r = Arc::clone(&reloadable);
         // Reading and compiling a large model or rule file must not hold an async worker.
-        let outcome = tokio::task::spawn_blocking(move || reload(&r.model, &r.rules)).await;
+        let outcome = tokio::task::spawn_blocking(move || reload(&r)).await;
         let outcome = outcome.unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {panic}")));
         match outcome {
             Ok(Reloaded::Nothing) => {
@@ -48,9 +48,6 @@ pub(crate) async fn reload_on_hangup(reloadable: Reloadable) {
             }
             Ok(Reloaded::Swapped { rules, model }) => {
                 reloadable.metrics.reloaded(true);
-                reloadable
-                    .metrics
-                    .rules_in_force(&*reloadable.rules.current());
                 tracing::info!(
                     rules.version = rules.as_deref(),
                     model.name = model.as_ref().map(|m| m.name.as_str()),
@@ -71,7 +68,12 @@ pub(crate) async fn reload_on_hangup(reloadable: Reloadable) {
 
 /// Reads and checks both files before swapping either: a deployment that changes the rules and
 /// the model together (rules tuned to a new model's scores) never serves half of itself.
-fn reload(model: &ReloadableModel, rules: &ReloadableRules) -> anyhow::Result<Reloaded> {
+fn reload(reloadable: &Reloadable) -> anyhow::Result<Reloaded> {
+    let Reloadable {
+        model,
+        rules,
+        metrics,
+    } = reloadable;
     let new_rules = rules
         .read_again()
         .transpose()
@@ -82,6 +84,9 @@ fn reload(model: &ReloadableModel, rules: &ReloadableRules) -> anyhow::Result<Re
     }
     let rules_version = new_rules.map(|new| {
         let version = new.version();
+        // The new rules' series first, then the swap: every evaluation by the new set is
+        // counted, and one by the old set still in flight counts only rules both share.
+        metrics.rules_in_force(&new);
         rules.install(Arc::new(new));
         version
     });
