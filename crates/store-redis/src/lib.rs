@@ -174,9 +174,13 @@ impl RedisStore {
             .with_connection_config(|connection| {
                 connection.connection_timeout = Duration::from_secs(1);
                 connection.internal_command_timeout = Duration::from_secs(1);
-                // A command is tried once: a retry after a timeout could not answer in time anyway.
-                // (Replaying the script would be safe: it is idempotent.)
-                connection.max_command_attempts = 1;
+                // fred counts each write of a command as an attempt, a rewrite after a cluster's
+                // MOVED or ASK included, and a reshard can bounce a command more than once
+                // while nodes learn the slot's new owner: with one attempt, every command to a
+                // slot being moved failed (503). The command timeout bounds the whole, however
+                // many; writing a script again is safe, as it is idempotent.
+                connection.max_command_attempts = 10;
+                connection.max_redirections = 10;
                 // Commands queued while disconnected are bounded; beyond that they fail at once.
                 connection.max_command_buffer_len = 10_000;
             })

@@ -1,6 +1,6 @@
-//! Test harness for real dependencies: `redis-server` processes, a 3-master Redis Cluster and a
-//! primary with a replica under three sentinels, each on free loopback ports, in a directory of
-//! their own, stopped by pid when dropped.
+//! Test harness for real dependencies: `redis-server` processes, a 3-master Redis Cluster (with
+//! or without a replica each) and a primary with replicas under three sentinels, each on free
+//! loopback ports, in a directory of their own, stopped by pid when dropped.
 //!
 //! Tests never use port 6379 and never talk to a Redis they did not start.
 
@@ -126,11 +126,7 @@ impl RedisServer {
         use std::io::BufRead;
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes())?;
+        stream.write_all(resp_request(args).as_bytes())?;
         let mut reader = std::io::BufReader::new(stream);
         let mut line = String::new();
         let mut header = |reader: &mut std::io::BufReader<TcpStream>, kind: char| {
@@ -158,15 +154,34 @@ impl RedisServer {
         Ok(strings)
     }
 
+    /// Sends one command whose reply is a bulk string (`CLUSTER NODES`, `INFO`) and returns it,
+    /// read to the end however long.
+    ///
+    /// # Errors
+    /// When the server does not answer, or not with a bulk string.
+    pub fn bulk(&self, args: &[&str]) -> std::io::Result<String> {
+        use std::io::BufRead;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(resp_request(args).as_bytes())?;
+        let mut reader = std::io::BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let length: usize = line
+            .strip_prefix('$')
+            .and_then(|n| n.trim_end().parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("not a bulk string: {line:?}")))?;
+        let mut bytes = vec![0; length + 2];
+        reader.read_exact(&mut bytes)?;
+        bytes.truncate(length);
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// [`RedisServer::command`] by port, for use from another thread.
     pub fn command_on(port: u16, args: &[&str]) -> std::io::Result<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        stream.write_all(request.as_bytes())?;
+        stream.write_all(resp_request(args).as_bytes())?;
         let mut buffer = [0u8; 4096];
         let n = stream.read(&mut buffer)?;
         Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
@@ -204,10 +219,14 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three masters without replicas.
+/// A Redis Cluster of three masters, without replicas or with one each.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
+
+/// How long a cluster with replicas waits without an answer before it calls a master down and
+/// its replica starts an election: the failover takes about twice this.
+pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 1000;
 
 impl RedisCluster {
     /// Starts three cluster-enabled servers, joins them, and waits for `cluster_state:ok`.
@@ -215,7 +234,32 @@ impl RedisCluster {
     /// # Panics
     /// When the cluster does not form.
     pub fn start() -> RedisCluster {
-        let nodes: Vec<_> = (0..3)
+        // Without replicas nothing can fail over: a long node timeout keeps a restarted node's
+        // absence from marking the cluster failed in the tests that restart one.
+        Self::create(0, 5000)
+    }
+
+    /// Starts three masters with one replica each (six servers), quick to fail over
+    /// ([`CLUSTER_NODE_TIMEOUT_MS`]), replicas in sync before this returns.
+    ///
+    /// # Panics
+    /// When the cluster does not form.
+    pub fn start_with_replicas() -> RedisCluster {
+        let cluster = Self::create(1, CLUSTER_NODE_TIMEOUT_MS);
+        cluster.wait_until(Duration::from_secs(30), "every replica in sync", |c| {
+            c.nodes.iter().filter(|n| c.is_replica(n.port())).count() == 3
+                && c.nodes.iter().all(|n| {
+                    !c.is_replica(n.port())
+                        || n.command(&["INFO", "replication"])
+                            .is_ok_and(|i| i.contains("master_link_status:up"))
+                })
+        });
+        cluster
+    }
+
+    fn create(replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        let timeout = node_timeout_ms.to_string();
+        let nodes: Vec<_> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -223,7 +267,10 @@ impl RedisCluster {
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
-                    "5000",
+                    &timeout,
+                    // A replica (re)joining syncs at once rather than after the default 5 s.
+                    "--repl-diskless-sync-delay",
+                    "0",
                 ])
             })
             .collect();
@@ -234,7 +281,7 @@ impl RedisCluster {
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .expect("redis-cli runs; install it with `apt-get install redis-tools`");
@@ -248,6 +295,124 @@ impl RedisCluster {
         cluster
     }
 
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    ///
+    /// # Panics
+    /// When no node answers.
+    pub fn key_slot(&self, key: &str) -> u16 {
+        self.live()
+            .find_map(|n| integer(&n.command(&["CLUSTER", "KEYSLOT", key]).ok()?))
+            .and_then(|slot| u16::try_from(slot).ok())
+            .expect("a node answers CLUSTER KEYSLOT")
+    }
+
+    /// The port of the master serving `slot`, as the first live node that knows says.
+    pub fn master_of(&self, slot: u16) -> Option<u16> {
+        self.live().find_map(|n| {
+            let nodes = n.bulk(&["CLUSTER", "NODES"]).ok()?;
+            cluster_nodes(&nodes)
+                .into_iter()
+                .find(|node| node.master && node.slots.iter().any(|r| r.contains(&slot)))
+                .map(|node| node.port)
+        })
+    }
+
+    /// Kills the node on `port` (SIGKILL, by pid): a crash.
+    ///
+    /// # Panics
+    /// When no node of this cluster has that port.
+    pub fn kill(&mut self, port: u16) {
+        self.node_on(port).stop();
+    }
+
+    /// Starts the killed node on `port` again, empty: it rejoins from its `nodes.conf` and,
+    /// its slots taken over meanwhile, becomes a replica of the master that took them.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn revive(&mut self, port: u16) {
+        self.node_on(port).restart();
+    }
+
+    /// Waits until a master other than `old` serves `slot` and every live node reports
+    /// `cluster_state:ok`; returns the new master's port.
+    ///
+    /// # Panics
+    /// After `timeout`.
+    pub fn wait_for_failover(&self, slot: u16, old: u16, timeout: Duration) -> u16 {
+        let mut promoted = 0;
+        self.wait_until(timeout, "a replica promoted", |c| {
+            match c.master_of(slot) {
+                Some(port) if port != old => promoted = port,
+                _ => return false,
+            }
+            c.live().all(|n| {
+                n.command(&["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info.contains("cluster_state:ok"))
+            })
+        });
+        promoted
+    }
+
+    /// Waits until the node on `port` is a replica whose link to its master is up.
+    ///
+    /// # Panics
+    /// After `timeout`.
+    pub fn wait_until_replica_in_sync(&self, port: u16, timeout: Duration) {
+        self.wait_until(timeout, "the node back as a replica in sync", |c| {
+            c.is_replica(port)
+                && RedisServer::command_on(port, &["INFO", "replication"])
+                    .is_ok_and(|i| i.contains("master_link_status:up"))
+        });
+    }
+
+    /// Moves `slots` slots from the master on `from` to the master on `to` with
+    /// `redis-cli --cluster reshard`, keys and all; returns when the move is done. redis-cli
+    /// takes the source's lowest slots first.
+    ///
+    /// # Panics
+    /// When redis-cli fails.
+    pub fn reshard(&self, from: u16, to: u16, slots: u16) {
+        let id = |port: u16| {
+            let reply = RedisServer::command_on(port, &["CLUSTER", "MYID"]).expect("CLUSTER MYID");
+            reply
+                .lines()
+                .nth(1)
+                .expect("a bulk string reply")
+                .trim()
+                .to_owned()
+        };
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
+            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli runs");
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster reshard failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn is_replica(&self, port: u16) -> bool {
+        RedisServer::command_on(port, &["ROLE"]).is_ok_and(|r| r.contains("slave"))
+    }
+
+    fn live(&self) -> impl Iterator<Item = &RedisServer> {
+        self.nodes.iter().filter(|n| n.child.is_some())
+    }
+
+    fn node_on(&mut self, port: u16) -> &mut RedisServer {
+        server_on(&mut self.nodes, port)
+    }
+
+    fn wait_until(&self, timeout: Duration, what: &str, done: impl FnMut(&Self) -> bool) {
+        wait_until(self, timeout, what, done);
+    }
+
     /// Waits until every node reports `cluster_state:ok` (after start, or after nodes were
     /// restarted: each keeps its `nodes.conf` and rejoins).
     ///
@@ -256,7 +421,7 @@ impl RedisCluster {
     pub fn wait_until_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = self.nodes.iter().all(|node| {
+            let ok = self.live().all(|node| {
                 node.command(&["CLUSTER", "INFO"])
                     .is_ok_and(|info| info.contains("cluster_state:ok"))
             });
@@ -506,19 +671,86 @@ impl RedisSentinel {
 
     /// The harness's data server on `port`.
     fn server_on(&mut self, port: u16) -> &mut RedisServer {
-        self.servers
-            .iter_mut()
-            .find(|s| s.port() == port)
-            .expect("one of the harness's servers")
+        server_on(&mut self.servers, port)
     }
 
-    fn wait_until(&self, timeout: Duration, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + timeout;
-        while !done(self) {
-            assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-            pause(Duration::from_millis(50));
-        }
+    fn wait_until(&self, timeout: Duration, what: &str, done: impl FnMut(&Self) -> bool) {
+        wait_until(self, timeout, what, done);
     }
+}
+
+/// The server of `servers` on `port`.
+///
+/// # Panics
+/// When none is: the caller named a port the harness did not start.
+fn server_on(servers: &mut [RedisServer], port: u16) -> &mut RedisServer {
+    servers
+        .iter_mut()
+        .find(|s| s.port() == port)
+        .expect("one of the harness's servers")
+}
+
+/// Polls `done` on `harness` every 50 ms.
+///
+/// # Panics
+/// After `timeout`, naming `what` did not happen.
+fn wait_until<T>(harness: &T, timeout: Duration, what: &str, mut done: impl FnMut(&T) -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done(harness) {
+        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
+        pause(Duration::from_millis(50));
+    }
+}
+
+/// One line of `CLUSTER NODES`, as far as the harness needs it.
+struct ClusterNode {
+    port: u16,
+    master: bool,
+    slots: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+/// Parses `CLUSTER NODES`: `<id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <link>
+/// <slot or range>...`; importing/migrating entries (`[...]`) are skipped. A failed master
+/// (`fail` flag) is left out: it serves nothing.
+fn cluster_nodes(reply: &str) -> Vec<ClusterNode> {
+    reply
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let port = fields.get(1)?.split(['@', ':']).nth(1)?.parse().ok()?;
+            let flags = fields.get(2)?;
+            let master = flags.contains("master") && !flags.split(',').any(|f| f == "fail");
+            let slots = fields
+                .get(8..)
+                .unwrap_or_default()
+                .iter()
+                .filter(|s| !s.starts_with('['))
+                .filter_map(|s| match s.split_once('-') {
+                    Some((a, b)) => Some(a.parse().ok()?..=b.parse().ok()?),
+                    None => s.parse().ok().map(|slot| slot..=slot),
+                })
+                .collect();
+            Some(ClusterNode {
+                port,
+                master,
+                slots,
+            })
+        })
+        .collect()
+}
+
+/// A command in RESP: an array of bulk strings.
+fn resp_request(args: &[&str]) -> String {
+    let mut request = format!("*{}\r\n", args.len());
+    for arg in args {
+        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+    }
+    request
+}
+
+/// The integer of a RESP integer reply (`:N`).
+fn integer(reply: &str) -> Option<i64> {
+    reply.strip_prefix(':')?.trim().parse().ok()
 }
 
 /// A free loopback port `p` below 55535 such that `p + 10000` (Redis Cluster's bus port) is

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 use antifraud_app::config::Inputs;
-use antifraud_testkit::RedisSentinel;
+use antifraud_testkit::{RedisCluster, RedisSentinel};
 use time::Duration;
 
 use crate::helpers::{http_client, spawn_app_on, transaction};
@@ -206,4 +206,230 @@ async fn without_waiting_a_failover_right_after_answers_is_measured() {
          right after the answer",
         answered - known
     );
+}
+
+/// What one client of a cluster's steady load saw: per transaction, when it was first sent
+/// and its statuses until the 200 (each 503 retried with the same body).
+struct ClientLog {
+    customer: String,
+    answered: usize,
+    unavailable: Vec<StdDuration>,
+    /// Why, as the 503s said.
+    details: Vec<String>,
+    other: Vec<u16>,
+}
+
+/// A customer whose keys (`af:{hex}:…`) fall in a slot `wanted` accepts.
+fn customer_in(cluster: &RedisCluster, prefix: &str, wanted: impl Fn(u16) -> bool) -> String {
+    (0..100_000)
+        .map(|i| format!("{prefix}-{i}"))
+        .find(|c| {
+            let hex: String = c.bytes().map(|b| format!("{b:02x}")).collect();
+            wanted(cluster.key_slot(&format!("{{{hex}}}")))
+        })
+        .expect("a customer in the slots")
+}
+
+/// The slot of a customer's keys.
+fn slot_of(cluster: &RedisCluster, customer: &str) -> u16 {
+    let hex: String = customer.bytes().map(|b| format!("{b:02x}")).collect();
+    cluster.key_slot(&format!("{{{hex}}}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_double_nothing() {
+    /// redis-cli moves the source's lowest slots first: customers below this move.
+    const MOVED_SLOTS: u16 = 200;
+    /// After the dead master is back as a replica in sync, how long its new master may take
+    /// to count it in `WAIT` (its first acknowledgement): the failover's end, at the latest.
+    const SETTLE: StdDuration = StdDuration::from_secs(3);
+    let mut cluster = RedisCluster::start_with_replicas();
+    // Two busy customers in the slots a reshard moves off the master of slot 0, two on the
+    // master that is killed.
+    let source = cluster.master_of(0).expect("a master of slot 0");
+    let moving: Vec<String> = (0..2)
+        .map(|i| customer_in(&cluster, &format!("moving-{i}"), |s| s < MOVED_SLOTS))
+        .collect();
+    let doomed_slot = slot_of(&cluster, "doomed-probe");
+    let doomed = cluster.master_of(doomed_slot).expect("a master");
+    let killed_customers: Vec<String> = (0..2)
+        .map(|i| {
+            customer_in(&cluster, &format!("killed-{i}"), |s| {
+                cluster.master_of(s) == Some(doomed)
+            })
+        })
+        .collect();
+    let target = (0..16384u16)
+        .step_by(1000)
+        .filter_map(|s| cluster.master_of(s))
+        .find(|m| *m != source && *m != doomed)
+        .expect("a third master");
+    let app = spawn_app_on(
+        Inputs {
+            redis_url: Some(cluster.url()),
+            redis_timeout_ms: Some("200".into()),
+            redis_wait_replicas: Some("1".into()),
+            redis_wait_timeout_ms: Some("100".into()),
+            deadline_ms: Some("1000".into()),
+            ..Inputs::default()
+        },
+        None,
+    )
+    .await;
+    let url = format!("{}/api/v1/transactions", app.address);
+
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = tokio::task::JoinSet::new();
+    for customer in moving.iter().chain(&killed_customers).cloned() {
+        let (url, stop) = (url.clone(), Arc::clone(&stop));
+        clients.spawn(async move {
+            let http = http_client();
+            let mut log = ClientLog {
+                customer,
+                answered: 0,
+                unavailable: Vec::new(),
+                details: Vec::new(),
+                other: Vec::new(),
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let body = transaction(
+                    &log.customer,
+                    &format!("tx-{}", log.answered),
+                    5.0,
+                    Duration::ZERO,
+                );
+                let give_up = Instant::now() + StdDuration::from_secs(30);
+                loop {
+                    let sent = started.elapsed();
+                    let response = http
+                        .post(&url)
+                        .timeout(NO_HANG)
+                        .json(&body)
+                        .send()
+                        .await
+                        .unwrap_or_else(|e| panic!("a request hung or failed: {e}"));
+                    match response.status().as_u16() {
+                        200 => break,
+                        503 => {
+                            log.unavailable.push(sent);
+                            let text = response.text().await.unwrap_or_default();
+                            log.details.push(format!("{sent:?} {text}"));
+                        }
+                        other => log.other.push(other),
+                    }
+                    assert!(Instant::now() < give_up, "no 200 within 30 s");
+                    tokio::time::sleep(StdDuration::from_millis(20)).await;
+                }
+                log.answered += 1;
+                tokio::time::sleep(StdDuration::from_millis(10)).await;
+            }
+            log
+        });
+    }
+    tokio::time::sleep(StdDuration::from_secs(1)).await;
+
+    // A master dies; its replica takes over; the dead one comes back as the new replica (until
+    // then, `WAIT 1` rightly refuses the shard's answers).
+    cluster.kill(doomed);
+    let killed = started.elapsed();
+    let (cluster, promoted) = tokio::task::spawn_blocking(move || {
+        let mut cluster = cluster;
+        let promoted = cluster.wait_for_failover(doomed_slot, doomed, StdDuration::from_secs(30));
+        assert_ne!(promoted, doomed);
+        let promoted = started.elapsed();
+        cluster.revive(doomed);
+        cluster.wait_until_replica_in_sync(doomed, StdDuration::from_secs(30));
+        (cluster, promoted)
+    })
+    .await
+    .expect("the failover completes");
+    let healed = started.elapsed() + SETTLE;
+    tokio::time::sleep(SETTLE).await;
+
+    // The busy customers' slots move to another master under load: MOVED and ASK.
+    let reshard_started = started.elapsed();
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.reshard(source, target, MOVED_SLOTS);
+        cluster
+    })
+    .await
+    .expect("the reshard completes");
+    let reshard_ended = started.elapsed();
+    for customer in &moving {
+        assert_eq!(
+            cluster.master_of(slot_of(&cluster, customer)),
+            Some(target),
+            "{customer}'s slot moved"
+        );
+    }
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut logs = Vec::new();
+    while let Some(log) = clients.join_next().await {
+        logs.push(log.expect("a client task"));
+    }
+
+    let on_killed = |l: &&ClientLog| killed_customers.contains(&l.customer);
+    let count = |logs: &mut dyn Iterator<Item = &ClientLog>| -> (usize, usize) {
+        logs.fold((0, 0), |(n, u), l| {
+            (n + l.answered, u + l.unavailable.len())
+        })
+    };
+    let (killed_answered, killed_503) = count(&mut logs.iter().filter(on_killed));
+    let (other_answered, other_503) = count(&mut logs.iter().filter(|l| !on_killed(l)));
+    let last_503 = |logs: &mut dyn Iterator<Item = &ClientLog>| {
+        logs.flat_map(|l| l.unavailable.iter().copied()).max()
+    };
+    println!(
+        "cluster failover: master killed at {killed:?}, replica promoted at {promoted:?}, \
+         the killed master's customers: {killed_503} answers 503 for {killed_answered} \
+         transactions, the last sent at {:?}; the other masters' customers: {other_503} for \
+         {other_answered}, the last at {:?}; reshard of {MOVED_SLOTS} slots under load from \
+         {reshard_started:?} to {reshard_ended:?}",
+        last_503(&mut logs.iter().filter(on_killed)),
+        last_503(&mut logs.iter().filter(|l| !on_killed(l))),
+    );
+    for log in &logs {
+        assert!(
+            log.other.is_empty(),
+            "{}: only 200 and 503: {:?}",
+            log.customer,
+            log.other
+        );
+        // 503 only during the failover, none during the reshard: the killed master's
+        // customers until it is back as a replica (`WAIT 1` needs one); the others' until the
+        // promotion, as fred holds every command of a client while one master is unreachable.
+        let end = if on_killed(&log) {
+            healed
+        } else {
+            promoted + StdDuration::from_millis(500)
+        };
+        for at in &log.unavailable {
+            assert!(
+                *at + StdDuration::from_millis(300) >= killed && *at <= end,
+                "{}: a 503 sent at {at:?}, outside the failover ({killed:?}..{end:?}): {:#?}",
+                log.customer,
+                log.details
+            );
+        }
+        // Nothing lost and nothing counted twice: the next transaction counts every one
+        // answered, once.
+        let next = app
+            .score_ok(&transaction(&log.customer, "after", 1.0, Duration::ZERO))
+            .await;
+        assert_eq!(
+            crate::helpers::count_24h(&next),
+            log.answered as u64 + 1,
+            "{}: {next}",
+            log.customer
+        );
+    }
+    assert!(
+        logs.iter()
+            .filter(on_killed)
+            .all(|l| !l.unavailable.is_empty()),
+        "the kill was noticed by the customers of the killed master"
+    );
+    drop(cluster);
 }
