@@ -75,6 +75,10 @@ pub(crate) struct Bench {
     /// Decide with the built-in threshold rules instead of a rule file.
     #[arg(long, conflicts_with = "rules")]
     no_rules: bool,
+    /// Leave out the two runs of the Redis store over a primary with a replica (without and
+    /// with `--redis-wait-replicas 1`), which price the durability knob.
+    #[arg(long)]
+    no_replicas: bool,
 }
 
 /// What is measured.
@@ -84,14 +88,20 @@ enum System {
     Python,
     Embedded,
     Redis,
+    /// The Redis store over a primary with one replica, answering without waiting for it.
+    RedisReplica,
+    /// The same with `--redis-wait-replicas 1`: every answer waits for the replica's `WAIT`.
+    RedisWait,
 }
 
 impl System {
-    const ALL: [System; 4] = [
+    const ALL: [System; 6] = [
         System::Echo,
         System::Python,
         System::Embedded,
         System::Redis,
+        System::RedisReplica,
+        System::RedisWait,
     ];
 
     fn name(self) -> &'static str {
@@ -100,7 +110,14 @@ impl System {
             System::Python => "python-seed",
             System::Embedded => "embedded store",
             System::Redis => "redis store",
+            System::RedisReplica => "redis + replica, N = 0",
+            System::RedisWait => "redis + replica, N = 1",
         }
+    }
+
+    /// Whether it runs over a primary and a replica.
+    fn replicated(self) -> bool {
+        matches!(self, System::RedisReplica | System::RedisWait)
     }
 }
 
@@ -175,7 +192,10 @@ impl Run {
 struct Running {
     url: String,
     pid: u32,
+    /// Its Redis, or primary, and the pid whose CPU is Redis's.
     redis: Option<(RedisServer, u32)>,
+    /// The primary's replica, whose CPU counts as Redis's too.
+    replica: Option<(RedisServer, u32)>,
     _process: Started,
 }
 
@@ -202,6 +222,12 @@ impl Bench {
             for system in System::ALL {
                 if system == System::Python && self.no_python {
                     notes.push("python-seed left out (--no-python)".to_owned());
+                    continue;
+                }
+                if system.replicated() && self.no_replicas {
+                    if system == System::RedisWait {
+                        notes.push("Redis with a replica left out (--no-replicas)".to_owned());
+                    }
                     continue;
                 }
                 let running = match start(system, rules.as_deref()) {
@@ -236,12 +262,16 @@ impl Bench {
         let step = |load: Load| -> anyhow::Result<Step> {
             let rate = load.rate();
             let cpu = || {
+                let replica = running
+                    .replica
+                    .as_ref()
+                    .map_or(0.0, |(_, pid)| tree_cpu_seconds(*pid));
                 (
                     tree_cpu_seconds(running.pid),
                     running
                         .redis
                         .as_ref()
-                        .map(|(_, pid)| tree_cpu_seconds(*pid)),
+                        .map(|(_, pid)| tree_cpu_seconds(*pid) + replica),
                 )
             };
             let scripts = || {
@@ -325,7 +355,8 @@ impl Bench {
                 let load = Load::constant(url, CPU_RATE, &self.step).customers(BUSY_CUSTOMERS);
                 Some(step(load)?)
             }
-            System::Echo | System::Python => None,
+            // The replicated runs price `WAIT`, which busy windows do not change.
+            System::Echo | System::Python | System::RedisReplica | System::RedisWait => None,
         };
         let profile = match system {
             System::Embedded | System::Redis if self.perf => {
@@ -380,12 +411,22 @@ fn start(system: System, rules: Option<&Path>) -> anyhow::Result<Running> {
     let port = free_port()?;
     let listen = format!("127.0.0.1:{port}");
     let redis = match system {
-        System::Python | System::Redis => {
+        System::Python | System::Redis | System::RedisReplica | System::RedisWait => {
             let server = RedisServer::start();
             let pid = redis_pid(&server)?;
             Some((server, pid))
         }
         System::Echo | System::Embedded => None,
+    };
+    let replica = match &redis {
+        Some((primary, _)) if system.replicated() => {
+            let server =
+                RedisServer::start_with(&["--replicaof", "127.0.0.1", &primary.port().to_string()]);
+            wait_for_sync(&server)?;
+            let pid = redis_pid(&server)?;
+            Some((server, pid))
+        }
+        _ => None,
     };
     let redis_url = redis.as_ref().map(|(server, _)| server.url());
     let process = match system {
@@ -396,11 +437,14 @@ fn start(system: System, rules: Option<&Path>) -> anyhow::Result<Running> {
             wait_for_port(port)?;
             started
         }
-        System::Embedded | System::Redis => {
+        System::Embedded | System::Redis | System::RedisReplica | System::RedisWait => {
             let mut command = Command::new(release.join("antifraud"));
             command.args(["--listen", &listen]);
             if let Some(url) = &redis_url {
                 command.args(["--redis-url", url]);
+            }
+            if system == System::RedisWait {
+                command.args(["--redis-wait-replicas", "1"]);
             }
             if let Some(rules) = rules {
                 command.arg("--rules").arg(rules);
@@ -428,8 +472,26 @@ fn start(system: System, rules: Option<&Path>) -> anyhow::Result<Running> {
         url: format!("http://{listen}"),
         pid: process.pid(),
         redis,
+        replica,
         _process: process,
     })
+}
+
+/// Waits until `replica`'s link to its primary is up: a service waiting for it would answer
+/// 503 until then.
+fn wait_for_sync(replica: &RedisServer) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !replica
+        .command(&["INFO", "replication"])
+        .is_ok_and(|info| info.contains("master_link_status:up"))
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the replica did not sync within 30 s"
+        );
+        pause(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 /// The original design's service, beside the project (`../shared/peers/python-seed`).
@@ -467,7 +529,8 @@ fn redis_pid(server: &RedisServer) -> anyhow::Result<u32> {
         .context("INFO server names no process_id")
 }
 
-/// The targets of issue #13, as ratios measured in one run.
+/// The targets of issue #13, and the cost of `--redis-wait-replicas 1` (#15), as ratios measured
+/// in one run.
 struct Ratio {
     what: &'static str,
     target: &'static str,
@@ -536,6 +599,36 @@ fn ratios(run: &Run) -> Vec<Ratio> {
             ),
             met: |v| v >= 15.0,
             unit: "×",
+        },
+        Ratio {
+            what: "max rate at p99 ≤ 10 ms, redis + replica: N = 1 / N = 0 (the cost of \
+                   `--redis-wait-replicas 1`)",
+            target: "measured",
+            value: over(
+                rate(System::RedisWait, TIGHT_P99_MS),
+                rate(System::RedisReplica, TIGHT_P99_MS),
+            )
+            .map(|v| v * 100.0),
+            met: |_| true,
+            unit: " %",
+        },
+        Ratio {
+            what: "p50 at 500/s, redis + replica: N = 1 − N = 0",
+            target: "measured",
+            value: m(System::RedisWait)
+                .zip(m(System::RedisReplica))
+                .map(|(wait, not)| (wait.at_cpu_rate.p50 - not.at_cpu_rate.p50) * 1000.0),
+            met: |_| true,
+            unit: " µs",
+        },
+        Ratio {
+            what: "p99 at 500/s, redis + replica: N = 1 − N = 0",
+            target: "measured",
+            value: m(System::RedisWait)
+                .zip(m(System::RedisReplica))
+                .map(|(wait, not)| (wait.at_cpu_rate.p99 - not.at_cpu_rate.p99) * 1000.0),
+            met: |_| true,
+            unit: " µs",
         },
         Ratio {
             what: "service RSS with Redis (peak)",

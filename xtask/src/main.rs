@@ -14,7 +14,8 @@
 //! - `cargo xtask compose up|down|logs|ps`: the compose stack in deploy/.
 //! - `cargo xtask fuzz [--seconds N]`: the request-body fuzz target under libFuzzer.
 //! - `cargo xtask schemathesis`: schemathesis against the service's own OpenAPI document.
-//! - `cargo xtask chaos [--duration 30s]`: fault injection against two instances on one Redis,
+//! - `cargo xtask chaos [--duration 30s] [--redis sentinel|cluster]`: fault injection against two
+//!   instances on one Redis (or Sentinel, or a cluster, with failovers),
 //!   checked from the journal of every answer and from what Redis holds.
 
 // This binary owns its terminal: it reports to the developer directly.

@@ -204,6 +204,18 @@ impl RedisServer {
         self.spawn().expect("redis-server restarts on its port");
     }
 
+    /// Starts the server again on the same port, empty, with these `redis-server` arguments
+    /// instead of the ones it had (`--replicaof HOST PORT` to bring a dead primary back as a
+    /// replica).
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.stop();
+        self.extra = extra.iter().map(|s| (*s).to_owned()).collect();
+        self.spawn().expect("redis-server restarts on its port");
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child
@@ -562,11 +574,16 @@ impl RedisSentinel {
     /// # Panics
     /// As [`RedisSentinel::start`].
     pub fn start_with_replicas(replicas: usize) -> RedisSentinel {
-        let primary = RedisServer::start();
+        // Any of them may become the primary; a replica (re)joining it syncs at once rather
+        // than after the default 5 s.
+        const SYNC_AT_ONCE: [&str; 2] = ["--repl-diskless-sync-delay", "0"];
+        let primary = RedisServer::start_with(&SYNC_AT_ONCE);
         let of = primary.port().to_string();
         let mut servers = vec![primary];
         for _ in 0..replicas.max(1) {
-            servers.push(RedisServer::start_with(&["--replicaof", "127.0.0.1", &of]));
+            let mut args = vec!["--replicaof", "127.0.0.1", &of];
+            args.extend(SYNC_AT_ONCE);
+            servers.push(RedisServer::start_with(&args));
         }
         let sentinels = (0..3)
             .map(|_| SentinelProcess::start(servers[0].port()))
@@ -667,6 +684,22 @@ impl RedisSentinel {
             _ => false,
         });
         promoted
+    }
+
+    /// Starts the killed server on `old` again, empty, as a replica of `primary`: the set has
+    /// its replicas back (the sentinels find it through the primary).
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn revive_as_replica(&mut self, old: u16, primary: u16) {
+        let primary = primary.to_string();
+        self.server_on(old).restart_with(&[
+            "--replicaof",
+            "127.0.0.1",
+            &primary,
+            "--repl-diskless-sync-delay",
+            "0",
+        ]);
     }
 
     /// The harness's data server on `port`.

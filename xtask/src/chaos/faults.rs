@@ -26,7 +26,7 @@ impl Fault {
     }
 
     /// How long the fault lasts once injected.
-    fn length(self) -> Duration {
+    pub(crate) fn length(self) -> Duration {
         match self {
             Fault::PauseRedis(d) | Fault::KillRedis(d) | Fault::KillInstance(_, d) => d,
         }

@@ -1,7 +1,8 @@
 //! `cargo xtask chaos`: a bounded fault-injection run in the spirit of Jepsen.
 //!
 //! Two release instances share one `redis-server` (AOF on, `appendfsync always` unless told
-//! otherwise): instance 0 with the `reject` policy
+//! otherwise), or Sentinel or a cluster with replicas, where a kill is a failover
+//! (`topology.rs`): instance 0 with the `reject` policy
 //! and the true clock, instance 1 with `degrade` and a clock 1.5 s behind. An open-loop client
 //! alternates between them with realistic traffic (a few busy customers, late transactions, some
 //! at the lateness limit where the two clocks disagree) and retries 10 % of earlier requests, a
@@ -13,6 +14,7 @@
 
 mod check;
 mod faults;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,7 +24,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use antifraud_loadgen::{Rng, parse_duration};
-use antifraud_testkit::RedisServer;
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -30,6 +31,7 @@ use time::format_description::well_known::Rfc3339;
 
 use self::check::{Attempt, Evidence, Held, Kind, Outcome};
 use self::faults::Fault;
+use self::topology::Topology;
 use crate::process::{Started, free_port, pause, wait_for_port};
 use crate::{cargo, ensure_redis, workspace_root};
 
@@ -63,6 +65,11 @@ pub(crate) struct Chaos {
     /// acknowledged; `everysec` shows what it loses when Redis is killed.
     #[arg(long, default_value = "always", value_parser = ["always", "everysec"])]
     appendfsync: String,
+    /// The Redis attacked: one server on its AOF (a kill restarts it), or a primary with
+    /// replicas under Sentinel, or a cluster with a replica per master (a kill is then a
+    /// failover, and the instances run with `--redis-wait-replicas 1`).
+    #[arg(long, value_enum, default_value = "standalone")]
+    redis: topology::Kind,
 }
 
 impl Chaos {
@@ -90,22 +97,26 @@ impl Chaos {
             let _ = std::fs::remove_file(dir.join(stale));
         }
 
-        let redis =
-            RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", &self.appendfsync]);
-        let instances = [0, 1].map(|index| Instance::new(index, &redis.url(), &dir));
+        let redis = Topology::start(self.redis, &self.appendfsync, &Plan::customer(0));
+        let wait_replicas = self.redis.wait_replicas();
+        let instances = [0, 1].map(|index| Instance::new(index, &redis.url(), wait_replicas, &dir));
         let mut instances = instances.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
         for instance in &mut instances {
             instance.start()?;
         }
         let urls: Vec<String> = instances.iter().map(Instance::url).collect();
         println!(
-            "chaos: {} at {}/s over {} customers; redis on port {} (appendfsync {}), instances {} \
-             (reject) and {} (degrade, clock {CLOCK_OFFSET_MS} ms)",
+            "chaos: {} at {}/s over {} customers; {} ({}), instances {} (reject) and {} \
+             (degrade, clock {CLOCK_OFFSET_MS} ms)",
             self.duration,
             self.rate,
             self.customers,
-            redis.port(),
-            self.appendfsync,
+            redis.describe(),
+            if wait_replicas > 0 {
+                format!("--redis-wait-replicas {wait_replicas}")
+            } else {
+                format!("appendfsync {}", self.appendfsync)
+            },
             urls[0],
             urls[1]
         );
@@ -115,7 +126,16 @@ impl Chaos {
         let schedule = faults::schedule(duration, HEAL);
         let injector = {
             let downtime = downtime.clone();
-            std::thread::spawn(move || inject(schedule, started, redis, instances, &downtime))
+            std::thread::spawn(move || {
+                inject(
+                    schedule,
+                    started + duration,
+                    started,
+                    redis,
+                    instances,
+                    &downtime,
+                )
+            })
         };
         let nonce = format!("{:x}", OffsetDateTime::now_utc().unix_timestamp_nanos());
         let mut plan = Plan::new(self.seed, self.customers, nonce.clone());
@@ -128,7 +148,7 @@ impl Chaos {
 
         let customers: Vec<String> = plan.customers_seen();
         let probes = runtime.block_on(probe_all(&client, &urls[0], &customers, &nonce))?;
-        let held = read_held(redis.port(), &customers)?;
+        let held = read_held(&redis, &customers)?;
         drop(instances);
         drop(redis);
 
@@ -175,14 +195,19 @@ struct Instance {
 }
 
 impl Instance {
-    fn new(index: usize, redis_url: &str, dir: &Path) -> anyhow::Result<Instance> {
+    fn new(
+        index: usize,
+        redis_url: &str,
+        wait_replicas: u32,
+        dir: &Path,
+    ) -> anyhow::Result<Instance> {
         let port = free_port()?;
         let (policy, offset) = if index == 0 {
             ("reject", 0)
         } else {
             ("degrade", CLOCK_OFFSET_MS)
         };
-        let command = [
+        let mut command: Vec<String> = [
             format!("--listen=127.0.0.1:{port}"),
             format!("--redis-url={redis_url}"),
             format!("--store-failure-policy={policy}"),
@@ -192,6 +217,9 @@ impl Instance {
             "--log-format=json".to_owned(),
         ]
         .into();
+        if wait_replicas > 0 {
+            command.push(format!("--redis-wait-replicas={wait_replicas}"));
+        }
         Ok(Instance {
             port,
             command,
@@ -242,27 +270,35 @@ impl Downtime {
 
 type Injected = BTreeMap<&'static str, u32>;
 
-/// Applies the schedule, then hands the processes back.
+/// Applies the schedule, then hands the processes back. A failover takes longer than its
+/// slot in the schedule: the faults after it slide, and none starts that could not end, by its
+/// nominal length, a quiet [`HEAL`] before the traffic does.
 fn inject(
     schedule: Vec<(Duration, Fault)>,
+    traffic_ends: Instant,
     started: Instant,
-    mut redis: RedisServer,
+    mut redis: Topology,
     mut instances: Vec<Instance>,
     downtime: &Downtime,
-) -> anyhow::Result<(RedisServer, Vec<Instance>, Injected)> {
+) -> anyhow::Result<(Topology, Vec<Instance>, Injected)> {
     let mut injected = Injected::new();
     for (at, fault) in schedule {
         pause((started + at).saturating_duration_since(Instant::now()));
-        match fault {
+        if Instant::now() + fault.length() + HEAL > traffic_ends {
+            break;
+        }
+        let name = match fault {
             Fault::PauseRedis(length) => {
-                let reply =
-                    redis.command(&["CLIENT", "PAUSE", &length.as_millis().to_string(), "ALL"])?;
-                ensure!(reply.starts_with("+OK"), "CLIENT PAUSE: {reply}");
+                redis.pause(length)?;
+                fault.name()
             }
             Fault::KillRedis(length) => {
-                redis.stop();
-                pause(length);
-                redis.restart();
+                redis.lose_a_node(length)?;
+                if matches!(redis, Topology::Standalone(_)) {
+                    fault.name()
+                } else {
+                    "redis failed over"
+                }
             }
             Fault::KillInstance(index, length) => {
                 let from = Instant::now();
@@ -271,9 +307,15 @@ fn inject(
                 instances[index].start()?;
                 // Counted as down until it listens again.
                 downtime.add(index, from, Instant::now());
+                fault.name()
             }
-        }
-        *injected.entry(fault.name()).or_default() += 1;
+        };
+        *injected.entry(name).or_default() += 1;
+        println!(
+            "chaos: {name} at {:.1} s, healed at {:.1} s",
+            at.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok((redis, instances, injected))
 }
@@ -328,7 +370,7 @@ impl Plan {
             .format(&Rfc3339)
             .expect("a current UTC time formats as RFC 3339");
         let body = json!({
-            "customer_id": format!("chaos-{customer:03}"),
+            "customer_id": Plan::customer(customer),
             "transaction_id": format!("chaos-{}-{}", self.nonce, self.sequence),
             "amount": (1 + self.rng.below(200_000)) as f64 / 100.0,
             "currency": "EUR",
@@ -343,6 +385,11 @@ impl Plan {
         });
         self.sent.push(body.clone());
         body
+    }
+
+    /// The id of customer `n`; customer 0 is among the busiest.
+    fn customer(n: u64) -> String {
+        format!("chaos-{n:03}")
     }
 
     fn customers_seen(&self) -> Vec<String> {
@@ -519,17 +566,14 @@ async fn probe_all(
 }
 
 /// Each customer's events as Redis holds them (`af:{hex}:ev2`, members `amount|transaction id`;
-/// see docs/redis.md), read with redis-cli.
-fn read_held(port: u16, customers: &[String]) -> anyhow::Result<Held> {
+/// see docs/redis.md), read with redis-cli from the node that holds them now.
+fn read_held(redis: &Topology, customers: &[String]) -> anyhow::Result<Held> {
     let mut held = Held::new();
     for customer in customers {
-        let hex = customer.bytes().fold(String::new(), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        });
+        let port = redis.port_of(customer)?;
         let output = Command::new("redis-cli")
             .args(["-p", &port.to_string(), "--raw", "ZRANGE"])
-            .arg(format!("af:{{{hex}}}:ev2"))
+            .arg(format!("af:{{{}}}:ev2", topology::hex(customer)))
             .args(["0", "-1"])
             .output()
             .context("redis-cli")?;
