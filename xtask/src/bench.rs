@@ -1,9 +1,10 @@
 //! `cargo xtask bench`: how fast the service is, end to end, against what this machine allows.
 //!
-//! Measures, in one run and with the same traffic, four systems side by side: the project's
+//! Measures, in one run and with the same traffic, six systems side by side: the project's
 //! HTTP + JSON echo (`antifraud-echo`: the ceiling for the service's stack here), the Python
 //! service of the original design (`../shared/peers/python-seed`, skipped with a note when it
-//! cannot be installed), and the service with the embedded store and with Redis. For each: the
+//! cannot be installed), and the service with the embedded store, with Redis, and with Redis and
+//! a replica without and with `--redis-wait-replicas 1` (what durability costs). For each: the
 //! highest rate sustained at p99 ≤ 10 ms and at p99 ≤ 200 ms (the original design's limit), and
 //! the CPU per request of the service (its whole process tree) and of Redis at a common rate,
 //! read from /proc before and after the step. Absolute figures move from machine to machine;
@@ -23,7 +24,7 @@ use crate::process::{
     Started, free_port, pause, proc_status_kib, tree_cpu_seconds, wait_for_port,
     wait_for_port_within,
 };
-use crate::{cargo, ensure_redis, profile, workspace_root};
+use crate::{build_release_service, ensure_redis, profile, workspace_root};
 
 /// The latency objectives: the service's, and the original design's processing limit.
 const TIGHT_P99_MS: f64 = 10.0;
@@ -206,14 +207,7 @@ impl Bench {
             !self.perf || profile::available(),
             "--perf: perf cannot record here (Debian's linux-perf; kernel.perf_event_paranoid)"
         );
-        cargo(&[
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "antifraud-app",
-            "--bins",
-        ])?;
+        build_release_service()?;
         let rules = (!self.no_rules).then(|| workspace_root().join(&self.rules));
         let mut runs = Vec::new();
         for run in 1..=self.runs.max(1) {
@@ -522,11 +516,7 @@ fn evalsha_stats(server: &RedisServer) -> Option<(f64, f64)> {
 
 /// The server's pid, from `INFO server`.
 fn redis_pid(server: &RedisServer) -> anyhow::Result<u32> {
-    let info = server.command(&["INFO", "server"])?;
-    info.lines()
-        .find_map(|line| line.strip_prefix("process_id:"))
-        .and_then(|pid| pid.trim().parse().ok())
-        .context("INFO server names no process_id")
+    crate::process::redis_pid(server.port())
 }
 
 /// The targets of issue #13, and the cost of `--redis-wait-replicas 1` (#15), as ratios measured

@@ -6,6 +6,7 @@
 //! - `cargo xtask load`: open-loop traffic against a running service, with an honest report.
 //! - `cargo xtask bench`: the echo, the Python design and the service, side by side.
 //! - `cargo xtask bench-store`: the Redis store's record-and-aggregate benchmark.
+//! - `cargo xtask bench-shards`: the service over one Redis and over a 3-master cluster.
 //! - `cargo xtask bench-model`: feature extraction and in-process models, per row.
 //! - `cargo xtask bench-rules`: the example rule file (20 rules), per transaction.
 //! - `cargo xtask train`: trains the shipped model and writes the parity fixtures (`ml/`).
@@ -34,6 +35,7 @@ mod process;
 mod profile;
 mod python;
 mod schemathesis;
+mod shards;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -52,11 +54,14 @@ enum Task {
     /// Open-loop traffic against a running service: constant rate or ramp stages, latency from
     /// the intended send time, a report and optional pass/fail gates.
     Load(Box<antifraud_loadgen::Load>),
-    /// Four systems side by side (HTTP + JSON echo, the Python design, the service with the
-    /// embedded store and with Redis): max rates, CPU per request, ratios; docs/benchmarks.md.
+    /// Six systems side by side (HTTP + JSON echo, the Python design, the service with the
+    /// embedded store, with Redis, with Redis and a replica without and with `WAIT 1`): max
+    /// rates, CPU per request, ratios; docs/benchmarks.md.
     Bench(bench::Bench),
     /// Benchmark of the Redis store's record-and-aggregate against a local redis-server.
     BenchStore(BenchStore),
+    /// The service over one Redis and over a 3-master cluster: CPU per transaction per shard.
+    BenchShards(shards::BenchShards),
     /// Benchmark of feature extraction and every in-process model, per row (mean and tail).
     BenchModel(BenchModel),
     /// Benchmark of the example rule file (20 rules) per transaction (mean and tail).
@@ -71,8 +76,9 @@ enum Task {
     Fuzz(fuzz::Fuzz),
     /// schemathesis against the running service's own OpenAPI document.
     Schemathesis(schemathesis::Schemathesis),
-    /// Fault injection: two release instances on one redis-server, traffic with retries,
-    /// Redis paused and killed, instances killed, clocks apart; checks every answer and Redis.
+    /// Fault injection: two release instances on one redis-server (or Sentinel, or a cluster),
+    /// traffic with retries, Redis paused and killed (or failed over), instances killed, clocks
+    /// apart; checks every answer and Redis.
     Chaos(chaos::Chaos),
 }
 
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Task::Load(load) => load.run(),
         Task::Bench(bench) => bench.run(),
         Task::BenchStore(bench) => bench.run(),
+        Task::BenchShards(bench) => bench.run(),
         Task::BenchModel(bench) => bench.run(),
         Task::BenchRules(bench) => bench.run(),
         Task::Train(train) => train.run(),
@@ -431,6 +438,19 @@ fn has_cargo_tool(subcommand: &str) -> bool {
 /// Runs cargo at the workspace root, failing when it fails.
 pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
     cargo_with(args, None)
+}
+
+/// Builds the release binaries of the service (`antifraud`, `antifraud-echo`) that the load,
+/// bench and chaos tasks run.
+pub(crate) fn build_release_service() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "antifraud-app",
+        "--bins",
+    ])
 }
 
 /// [`cargo`] with one more environment variable.

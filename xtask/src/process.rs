@@ -155,6 +155,15 @@ pub(crate) fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The pid of the `redis-server` on `port`, as its `INFO server` says.
+pub(crate) fn redis_pid(port: u16) -> anyhow::Result<u32> {
+    let info = antifraud_testkit::RedisServer::command_on(port, &["INFO", "server"])?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("INFO server names no process_id"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ use self::check::{Attempt, Evidence, Held, Kind, Outcome};
 use self::faults::Fault;
 use self::topology::Topology;
 use crate::process::{Started, free_port, pause, wait_for_port};
-use crate::{cargo, ensure_redis, workspace_root};
+use crate::{build_release_service, ensure_redis, workspace_root};
 
 /// The instances' deadline, and what an answer may take beyond it (the allowance).
 const DEADLINE_MS: u64 = 200;
@@ -84,7 +84,7 @@ impl Chaos {
             "--rate: from 0 to 2000 per second"
         );
         ensure_redis()?;
-        cargo(&["build", "--release", "--locked", "-p", "antifraud-app"])?;
+        build_release_service()?;
         // Everything that can fail before the processes start does, so that none is left behind.
         antifraud_loadgen::install_crypto_provider();
         let runtime = tokio::runtime::Builder::new_current_thread()

