@@ -16,6 +16,7 @@ use antifraud_domain::{
     TransactionStore, Window, WindowStat, WindowStats,
 };
 use async_trait::async_trait;
+use fred::interfaces::ClientInterface as _;
 use fred::prelude::*;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
@@ -220,19 +221,29 @@ impl RedisStore {
     /// assessment wherever they were written; after one that only read (a replay, an assessment
     /// saved before), a marker is written first on the same connection.
     ///
+    /// `WAIT` on another connection than the script's confirms nothing about the script's
+    /// writes, and fred replaces a connection transparently: a failover between the script and
+    /// the `WAIT` put the script on the old primary and the `WAIT` on the new one, which
+    /// answered at once. `before` is the client's connections (server and `CLIENT ID`) when the
+    /// script was sent ([`RedisStore::connections`]); when they are not the same after the
+    /// `WAIT`, the writes' fate is unknown. `cargo xtask chaos --redis sentinel` lost answered
+    /// transactions this way (4 in two runs of five) until this check.
+    ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when fewer replicas acknowledged in time, or Redis failed:
-    /// the answer is then a retry-safe 503, and the retry confirms again.
+    /// [`StoreError::Unavailable`] when fewer replicas acknowledged in time, the connection
+    /// changed meanwhile, or Redis failed: the answer is then a retry-safe 503, and the retry
+    /// confirms again.
     async fn confirm_replicated(
         &self,
         client: &Client,
+        before: Option<Connections>,
         keys: &CustomerKeys,
         wrote: bool,
         deadline: Instant,
     ) -> Result<(), StoreError> {
-        if self.wait_replicas == 0 {
+        let Some(before) = before else {
             return Ok(());
-        }
+        };
         let slot = fred::util::redis_keyslot(keys.transactions.as_bytes());
         if !wrote {
             let _: Value = client
@@ -273,7 +284,20 @@ impl RedisStore {
                 .into(),
             ));
         }
+        if client.connection_ids() != before {
+            return Err(StoreError::Unavailable(
+                "the connection to Redis was replaced between the write and WAIT: how many \
+                 replicas hold the write is unknown"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// With [`RedisSettings::wait_replicas`], `client`'s connections as they are now, for
+    /// [`RedisStore::confirm_replicated`] to see whether a script and its `WAIT` shared one.
+    fn connections(&self, client: &Client) -> Option<Connections> {
+        (self.wait_replicas > 0).then(|| client.connection_ids())
     }
 
     /// Waits until every connection of the pool is up, at most `timeout`, then loads the
@@ -378,6 +402,9 @@ fn reconnect_ceiling(command_timeout: Duration) -> u32 {
     (command_timeout.as_millis() / 2).clamp(5, 25) as u32
 }
 
+/// A client's connections: each server's address and the connection's `CLIENT ID` there.
+type Connections = std::collections::HashMap<fred::types::config::Server, i64>;
+
 /// A fred error as a store error. Errors that say the data, a script or this code is wrong are
 /// internal; everything else (I/O, timeouts, routing while disconnected, cluster churn, a Redis
 /// that is loading or busy) is an outage that a retry may outlive. In doubt, outage: it answers
@@ -476,6 +503,7 @@ impl TransactionStore for RedisStore {
         args.push(self.script_deadline(reception.deadline).await);
         args.push(self.index_from.clone());
         let client = self.pool.next_connected();
+        let connections = self.connections(client);
         let reply: Vec<String> = self
             .record
             .evalsha_with_reload(client, keys.record(), args)
@@ -488,7 +516,7 @@ impl TransactionStore for RedisStore {
             Some("replayed") => {
                 let saved = saved_assessment(&reply)?;
                 // A replay answers 200 as the first answer did: only once it is as durable.
-                self.confirm_replicated(client, &keys, false, reception.deadline)
+                self.confirm_replicated(client, connections, &keys, false, reception.deadline)
                     .await?;
                 Ok(RecordOutcome::Replayed(Box::new(saved)))
             }
@@ -528,6 +556,7 @@ impl TransactionStore for RedisStore {
             self.script_deadline(deadline).await,
         ];
         let client = self.pool.next_connected();
+        let connections = self.connections(client);
         let reply: Vec<String> = self
             .commit
             .evalsha_with_reload(client, keys.commit(), args)
@@ -535,13 +564,13 @@ impl TransactionStore for RedisStore {
             .map_err(classify)?;
         match reply.first().map(String::as_str) {
             Some("saved") => {
-                self.confirm_replicated(client, &keys, true, deadline)
+                self.confirm_replicated(client, connections, &keys, true, deadline)
                     .await?;
                 Ok(CommitOutcome::Saved)
             }
             Some("already") => {
                 let saved = saved_assessment(&reply)?;
-                self.confirm_replicated(client, &keys, false, deadline)
+                self.confirm_replicated(client, connections, &keys, false, deadline)
                     .await?;
                 Ok(CommitOutcome::AlreadySaved(saved))
             }

@@ -28,8 +28,8 @@ impl Kind {
     /// down-after, which a loaded machine produces by itself): it keeps confirming writes with
     /// the replicas not yet moved to the new primary, and those writes go when it is demoted.
     /// `cargo xtask chaos --redis sentinel` lost 83 and 163 acknowledged transactions that way
-    /// with 1 of 2; with 2 of 2, 4 in two runs of five, an open finding (docs/redis.md). Zero
-    /// for one server: nothing to wait for.
+    /// with 1 of 2; none with 2 of 2 (docs/redis.md). Zero for one server: nothing to wait
+    /// for.
     pub(crate) fn wait_replicas(self) -> u32 {
         match self {
             Kind::Standalone => 0,
