@@ -56,9 +56,12 @@ impl BenchShards {
             Load::constant(&url, 1_000.0, "3s").execute()?;
             for &rate in &self.rates {
                 pause(Duration::from_secs(2));
-                let cpu = |pid: u32| tree_cpu_seconds(pid);
-                let service_before = cpu(service.pid());
-                let before: Vec<f64> = shards.masters.iter().map(|p| cpu(*p)).collect();
+                let service_before = tree_cpu_seconds(service.pid());
+                let before: Vec<f64> = shards
+                    .masters
+                    .iter()
+                    .map(|p| tree_cpu_seconds(*p))
+                    .collect();
                 let report = Load::constant(&url, rate, &self.step).execute()?;
                 let finished = report.stats.completed().max(1) as f64;
                 let per = |a: f64, b: f64| (b - a) * 1e6 / finished;
@@ -66,7 +69,7 @@ impl BenchShards {
                     .masters
                     .iter()
                     .zip(&before)
-                    .map(|(p, b)| per(*b, cpu(*p)))
+                    .map(|(p, b)| per(*b, tree_cpu_seconds(*p)))
                     .collect();
                 let row = format!(
                     "| {} | {rate:.0} | {:.0} | {:.2} / {:.2} | {} | {:.0} | {:.0} | {} |",
@@ -75,7 +78,7 @@ impl BenchShards {
                     report.stats.ms(0.5),
                     report.stats.ms(0.99),
                     report.stats.error_count(),
-                    per(service_before, cpu(service.pid())),
+                    per(service_before, tree_cpu_seconds(service.pid())),
                     shard_us.iter().sum::<f64>(),
                     shard_us
                         .iter()

@@ -290,18 +290,11 @@ impl RedisCluster {
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port()))
             .collect();
-        let output = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(&addresses)
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli runs; install it with `apt-get install redis-tools`");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        let replicas = replicas.to_string();
+        let mut args = vec!["create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", &replicas]);
+        redis_cli_cluster(&args);
         let cluster = RedisCluster { nodes };
         cluster.wait_until_ok();
         cluster
@@ -394,19 +387,16 @@ impl RedisCluster {
                 .trim()
                 .to_owned()
         };
-        let output = Command::new("redis-cli")
-            .args(["--cluster", "reshard", &format!("127.0.0.1:{from}")])
-            .args(["--cluster-from", &id(from), "--cluster-to", &id(to)])
-            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli runs");
-        assert!(
-            output.status.success(),
-            "redis-cli --cluster reshard failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        redis_cli_cluster(&[
+            "reshard",
+            &format!("127.0.0.1:{from}"),
+            "--cluster-from",
+            &id(from),
+            "--cluster-to",
+            &id(to),
+            "--cluster-slots",
+            &slots.to_string(),
+        ]);
     }
 
     fn is_replica(&self, port: u16) -> bool {
@@ -733,6 +723,27 @@ fn wait_until<T>(harness: &T, timeout: Duration, what: &str, mut done: impl FnMu
         assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
         pause(Duration::from_millis(50));
     }
+}
+
+/// Runs `redis-cli --cluster ARGS --cluster-yes` to its end.
+///
+/// # Panics
+/// When redis-cli is missing or fails: the test cannot build its cluster.
+fn redis_cli_cluster(args: &[&str]) {
+    let output = Command::new("redis-cli")
+        .arg("--cluster")
+        .args(args)
+        .arg("--cluster-yes")
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli runs; install it with `apt-get install redis-tools`");
+    assert!(
+        output.status.success(),
+        "redis-cli --cluster {} failed: {}{}",
+        args.first().unwrap_or(&""),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// One line of `CLUSTER NODES`, as far as the harness needs it.

@@ -262,10 +262,7 @@ impl Warnings {
 fn customer_in(cluster: &RedisCluster, prefix: &str, wanted: impl Fn(u16) -> bool) -> String {
     (0..100_000)
         .map(|i| format!("{prefix}-{i}"))
-        .find(|c| {
-            let hex: String = c.bytes().map(|b| format!("{b:02x}")).collect();
-            wanted(cluster.key_slot(&format!("{{{hex}}}")))
-        })
+        .find(|c| wanted(slot_of(cluster, c)))
         .expect("a customer in the slots")
 }
 
